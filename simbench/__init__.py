@@ -1,0 +1,82 @@
+"""simbench: how similar are two trained networks, layer by layer, and which metric can be trusted.
+
+Public API (DESIGN.md)::
+
+    import simbench
+    simbench.list_plugins(kind=None)            # DataFrame of every plugin
+    m = simbench.get_metric("cka", kernel="linear")
+    m(X, Y)                                      # float; X, Y numpy or torch, (n, d)
+    a = simbench.get_alignment("procrustes").fit(X, Y)
+    a.T                                          # (d_x, d_y) with Y ≈ X @ a.T
+    a.transform(X)                               # X @ a.T
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from simbench.alignments.base import Alignment
+from simbench.errors import DuplicatePluginError, NotFittedError, UnknownPluginError
+from simbench.metrics.base import Consumes, Metric
+from simbench.numerics.moments import Moments
+from simbench.plugin import Invariance, Plugin, Score
+from simbench.registry import default_registry, reload
+from simbench.shrinkage import Shrinkage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+try:
+    __version__ = version("simbench")
+except PackageNotFoundError:  # running from a source tree
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "Alignment",
+    "Consumes",
+    "DuplicatePluginError",
+    "Invariance",
+    "Metric",
+    "Moments",
+    "NotFittedError",
+    "Plugin",
+    "Score",
+    "Shrinkage",
+    "UnknownPluginError",
+    "__version__",
+    "get_alignment",
+    "get_metric",
+    "get_plugin",
+    "get_shrinkage",
+    "list_plugins",
+    "reload",
+]
+
+
+def list_plugins(kind: str | None = None) -> pd.DataFrame:
+    """Every installed plugin (optionally of one ``kind``): kind, name, package, version, summary."""
+    import pandas as pd
+
+    rows = [r.as_dict() for r in default_registry().records(kind)]
+    return pd.DataFrame(rows, columns=["kind", "name", "package", "version", "summary"])
+
+
+def get_plugin(kind: str, name: str, **params: Any) -> Any:
+    """An instance of plugin ``kind``/``name`` with ``params`` (validated)."""
+    return default_registry().create(kind, name, **params)
+
+
+def get_metric(name: str, **params: Any) -> Metric:
+    """A metric instance, e.g. ``get_metric("cka", kernel="rbf")``."""
+    return get_plugin("metric", name, **params)
+
+
+def get_alignment(name: str, **params: Any) -> Alignment:
+    """An unfitted alignment instance, e.g. ``get_alignment("procrustes").fit(X, Y)``."""
+    return get_plugin("alignment", name, **params)
+
+
+def get_shrinkage(name: str, **params: Any) -> Shrinkage:
+    """An eigenvalue-shrinkage instance (``"gm"`` or ``"none"`` built in)."""
+    return get_plugin("shrinkage", name, **params)

@@ -1,0 +1,1 @@
+"""Built-in alignments (MATH.md: Alignments): fit(X, Y) -> T with Y ≈ X T."""

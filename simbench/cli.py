@@ -1,0 +1,60 @@
+"""The ``simbench`` command line: ``simbench list [KIND]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from simbench.errors import SimbenchError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from simbench.registry import default_registry
+
+    records = default_registry().records(args.kind)
+    if args.verbose:
+        import json
+
+        for r in records:
+            info = r.obj.info() if hasattr(r.obj, "info") else {}
+            print(json.dumps({**r.as_dict(), **info}, default=str))
+        return 0
+    headers = ("KIND", "NAME", "PACKAGE", "SUMMARY")
+    rows = [(r.kind, r.name, f"{r.package} {r.version}", r.summary) for r in records]
+    widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers[:3])]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    print(fmt.format(*headers))
+    for row in rows:
+        print(fmt.format(*row))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="simbench",
+        description="Benchmark neural-network similarity metrics, layer by layer.",
+    )
+    from simbench import __version__
+
+    parser.add_argument("--version", action="version", version=f"simbench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_list = sub.add_parser("list", help="list installed plugins: kind, name, package, summary")
+    p_list.add_argument("kind", nargs="?", default=None, help="only this plugin kind")
+    p_list.add_argument("-v", "--verbose", action="store_true", help="JSON lines with metadata")
+    p_list.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SimbenchError as exc:
+        print(f"simbench: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Built-in similarity metrics (MATH.md: Representation similarity, Weight-covariance)."""

@@ -1,0 +1,121 @@
+"""The metric protocol (DESIGN.md: plugin kinds; hookspec ``simbench_register_metrics``).
+
+A metric class declares what it consumes, its symmetry, direction, claimed
+invariances and cost, and takes its parameters in ``__init__``. Subclasses implement
+``_compute(X, Y)`` on validated float64 arrays, and streaming metrics also
+``_from_moments(m)`` on a :class:`~simbench.numerics.moments.Moments`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+
+from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.numerics.moments import Moments
+from simbench.plugin import Invariance, Plugin, Score
+
+
+class Consumes(str, Enum):
+    """What a metric scores."""
+
+    REPRESENTATIONS = "representations"  # (n, d) activations of two layers on the same inputs
+    WEIGHTS = "weights"  # weight matrices / normalised weight covariances (aligned)
+
+
+class Metric(Plugin):
+    """Base class of every metric: ``metric(X, Y) -> float``."""
+
+    kind: ClassVar[str] = "metric"
+    consumes: ClassVar[Consumes] = Consumes.REPRESENTATIONS
+    symmetric: ClassVar[bool] = True
+    higher_is_better: ClassVar[bool] = True
+    invariances: ClassVar[frozenset[Invariance]] = frozenset()
+    #: accepts batch-accumulated statistics (``Moments``); memory independent of n
+    streaming: ClassVar[bool] = False
+    #: needs the fourth-order sums of ``Moments(fourth=True)`` when streaming
+    streaming_fourth: ClassVar[bool] = False
+    #: True when the score is only meaningful after an alignment (weights metrics)
+    needs_alignment: ClassVar[bool] = False
+    #: "moments" O(n d²), "gram" O(n² d), "weights" O(d³), "cheap"
+    cost: ClassVar[str] = "moments"
+    #: smallest number of samples the metric is defined for
+    min_samples: ClassVar[int] = 2
+
+    # -- public API ---------------------------------------------------------------
+    def __call__(self, X: Any, Y: Any | None = None) -> float:
+        """The score as a float (``evaluate(X, Y).value``)."""
+        return self.evaluate(X, Y).value
+
+    def evaluate(self, X: Any, Y: Any | None = None) -> Score:
+        """The score with its standard error where the metric has one.
+
+        ``X`` and ``Y`` are ``(n, d)`` numpy arrays or torch tensors (any device), or
+        ``X`` is a paired :class:`Moments` and ``Y`` is omitted (streaming metrics).
+        """
+        if isinstance(X, Moments):
+            if Y is not None:
+                raise TypeError("pass Moments alone: metric(moments)")
+            return _as_score(self.score_moments(X))
+        if Y is None:
+            raise TypeError(f"{self.name} needs two arguments: metric(X, Y)")
+        if self.consumes is Consumes.REPRESENTATIONS:
+            X, Y = self.validate(X, Y)
+        return _as_score(self._compute(X, Y))
+
+    def validate(self, X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+        """Convert to float64 ``(n, d)`` arrays, raising ``ValueError`` on bad input."""
+        Xa = as_matrix(X, "X", min_rows=self.min_samples)
+        Ya = as_matrix(Y, "Y", min_rows=self.min_samples)
+        check_paired(Xa, Ya)
+        return Xa, Ya
+
+    def accumulator(self) -> Moments:
+        """An empty :class:`Moments` of the kind this metric reads when streaming."""
+        if not self.streaming:
+            raise TypeError(f"metric {self.name!r} needs the full matrices; it does not stream")
+        return Moments(fourth=self.streaming_fourth)
+
+    def score_moments(self, m: Moments) -> Score | float:
+        """Score from batch-accumulated statistics (streaming metrics only)."""
+        if not self.streaming:
+            raise TypeError(f"metric {self.name!r} needs the full matrices; it does not stream")
+        if not m.paired:
+            raise ValueError("the moments must be accumulated on paired (X, Y) batches")
+        if m.n < self.min_samples:
+            raise ValueError(f"{self.name} needs at least {self.min_samples} samples; got {m.n}")
+        if self.streaming_fourth and not m.fourth:
+            raise ValueError(f"{self.name} needs Moments(fourth=True) when streaming")
+        return self._from_moments(m)
+
+    @classmethod
+    def info(cls) -> dict[str, Any]:
+        """Declared metadata, for ``simbench list`` and the leaderboard."""
+        return {
+            "name": cls.name,
+            "consumes": cls.consumes.value,
+            "symmetric": cls.symmetric,
+            "higher_is_better": cls.higher_is_better,
+            "invariances": sorted(i.value for i in cls.invariances),
+            "streaming": cls.streaming,
+            "needs_alignment": cls.needs_alignment,
+            "cost": cls.cost,
+            "params": {k: repr(v) for k, v in cls.param_defaults().items()},
+        }
+
+    # -- to implement ---------------------------------------------------------------
+    def _compute(self, X: np.ndarray, Y: np.ndarray) -> Score | float:
+        if self.streaming:
+            return self._from_moments(Moments.from_arrays(X, Y, fourth=self.streaming_fourth))
+        raise TypeError(f"{type(self).__name__} defines neither _compute nor streaming=True")
+
+    def _from_moments(self, m: Moments) -> Score | float:
+        raise TypeError(f"{type(self).__name__} sets streaming=True but lacks _from_moments")
+
+
+def _as_score(value: Score | float) -> Score:
+    if isinstance(value, Score):
+        return value
+    return Score(float(value))

@@ -1,0 +1,1 @@
+"""Numerical kernels shared by metrics and alignments (float64 by default)."""
