@@ -55,7 +55,7 @@ __all__ = [
 
 
 def list_plugins(kind: str | None = None) -> pd.DataFrame:
-    """Every installed plugin (optionally of one ``kind``): kind, name, package, version, summary."""
+    """Every installed plugin, optionally of one ``kind``: kind, name, package, version, summary."""
     import pandas as pd
 
     rows = [r.as_dict() for r in default_registry().records(kind)]

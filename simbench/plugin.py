@@ -51,9 +51,9 @@ class Plugin:
         super().__init_subclass__(**kwargs)
         init = cls.__dict__.get("__init__")
         if init is not None and not getattr(init, "_simbench_validated", False):
-            wrapped = pydantic.validate_call(config=pydantic.ConfigDict(arbitrary_types_allowed=True))(
-                init
-            )
+            wrapped = pydantic.validate_call(
+                config=pydantic.ConfigDict(arbitrary_types_allowed=True)
+            )(init)
             wrapped._simbench_validated = True  # type: ignore[attr-defined]
             cls.__init__ = wrapped  # type: ignore[method-assign]
 

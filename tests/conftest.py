@@ -16,7 +16,12 @@ def rng() -> np.random.Generator:
 
 
 def correlated_pair(
-    rng: np.random.Generator, n: int = 200, dx: int = 12, dy: int = 9, k: int = 5, noise: float = 0.5
+    rng: np.random.Generator,
+    n: int = 200,
+    dx: int = 12,
+    dy: int = 9,
+    k: int = 5,
+    noise: float = 0.5,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Two representations sharing a k-dimensional latent, plus independent noise."""
     Z = rng.normal(size=(n, k))

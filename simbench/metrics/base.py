@@ -90,6 +90,10 @@ class Metric(Plugin):
             raise ValueError(f"{self.name} needs Moments(fourth=True) when streaming")
         return self._from_moments(m)
 
+    def claimed_invariances(self) -> frozenset[Invariance]:
+        """Invariances this instance claims; the class's unless they depend on parameters."""
+        return self.invariances
+
     @classmethod
     def info(cls) -> dict[str, Any]:
         """Declared metadata, for ``simbench list`` and the leaderboard."""
@@ -104,6 +108,29 @@ class Metric(Plugin):
             "cost": cls.cost,
             "params": {k: repr(v) for k, v in cls.param_defaults().items()},
         }
+
+    @classmethod
+    def example_inputs(cls, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A small valid, related input pair; the registry-wide tests run every metric on it.
+
+        Axis 1 is the feature axis that invariance transforms act on. Override for
+        metrics with other inputs (e.g. 4-D conv activations).
+        """
+        if cls.consumes is Consumes.WEIGHTS:
+            # spiked weights in init-variance units (MATH.md: normalised covariance):
+            # W = σ G (I + V diag(l) Vᵀ)^½ with σ² = 1/(3 d_in), PyTorch's default init
+            n_out, d_in, k = 96, 24, 4
+            V = np.linalg.qr(rng.normal(size=(d_in, k)))[0]
+            root = np.eye(d_in) + V @ np.diag(np.sqrt(1.0 + np.array([40.0, 25, 15, 9])) - 1) @ V.T
+            sigma = np.sqrt(1.0 / (3 * d_in))
+            W1 = sigma * rng.normal(size=(n_out, d_in)) @ root
+            W2 = sigma * rng.normal(size=(n_out, d_in)) @ root
+            return W1, W2
+        n, dx, dy, k = 120, 8, 6, 4
+        Z = rng.normal(size=(n, k))
+        X = Z @ rng.normal(size=(k, dx)) + 0.5 * rng.normal(size=(n, dx))
+        Y = Z @ rng.normal(size=(k, dy)) + 0.5 * rng.normal(size=(n, dy))
+        return X, Y
 
     # -- to implement ---------------------------------------------------------------
     def _compute(self, X: np.ndarray, Y: np.ndarray) -> Score | float:

@@ -183,7 +183,9 @@ class Moments:
         if Y is not None:
             Ys = Y - self._shift_y
             b = np.einsum("ij,ij->i", Ys, Ys)
-            add.update({"bb": b @ b, "ab": a @ b, "pyy": Ys.T @ b, "pxy": Xs.T @ b, "pyx": Ys.T @ a})
+            add.update(
+                {"bb": b @ b, "ab": a @ b, "pyy": Ys.T @ b, "pxy": Xs.T @ b, "pyx": Ys.T @ a}
+            )
         for k, v in add.items():
             h[k] = h.get(k, 0.0) + v
 
@@ -243,8 +245,13 @@ class Moments:
             out.fourth = True
             out._shift_x, out._shift_y = self._shift_y, self._shift_x
             out._h = {
-                "aa": h["bb"], "bb": h["aa"], "ab": h["ab"], "pxx": h["pyy"],
-                "pyy": h["pxx"], "pxy": h["pyx"], "pyx": h["pxy"],
+                "aa": h["bb"],
+                "bb": h["aa"],
+                "ab": h["ab"],
+                "pxx": h["pyy"],
+                "pyy": h["pxx"],
+                "pxy": h["pyx"],
+                "pyx": h["pxy"],
             }
         return out
 
