@@ -27,6 +27,14 @@ ALIGNMENT_MODULES = (
     "simbench.alignments.srm",
 )
 SHRINKAGE_MODULES = ("simbench.shrinkage",)
+ARCHITECTURE_MODULES = ("simbench.models.vgg", "simbench.models.timm_models")
+DATASET_MODULES = (
+    "simbench.data.embedded",
+    "simbench.data.torchvision_sets",
+    "simbench.data.imagefolder",
+    "simbench.data.npz",
+    "simbench.data.variants",
+)
 
 
 def plugins_in(module_names: Sequence[str], base: type) -> list[type]:
@@ -63,3 +71,17 @@ def simbench_register_shrinkages() -> list[type]:
     from simbench.shrinkage import Shrinkage
 
     return plugins_in(SHRINKAGE_MODULES, Shrinkage)
+
+
+@hookimpl
+def simbench_register_architectures() -> list[type]:
+    from simbench.models.base import Architecture
+
+    return plugins_in(ARCHITECTURE_MODULES, Architecture)
+
+
+@hookimpl
+def simbench_register_datasets() -> list[type]:
+    from simbench.data.base import Dataset
+
+    return plugins_in(DATASET_MODULES, Dataset)

@@ -46,6 +46,9 @@ class Plugin:
     name: ClassVar[str] = ""
     kind: ClassVar[str] = ""
     version: ClassVar[str] = "1"
+    #: for parametric names ``name:argument`` (e.g. ``timm:resnet18``), the ``__init__``
+    #: parameter that receives ``argument``; ``None`` when the plugin takes no such name
+    name_argument: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -131,9 +131,28 @@ class Registry:
                 f"unknown {kind} {name!r}.{hint} Known {kind}s: {listing}."
             ) from None
 
+    def resolve(self, kind: str, name: str) -> tuple[PluginRecord, dict[str, Any]]:
+        """The record for ``name`` and the parameters its name carries.
+
+        A parametric name ``prefix:argument`` (``timm:resnet18``) resolves to the plugin
+        ``prefix`` when that class declares ``name_argument`` (here ``model_name``), which
+        then receives ``argument``.
+        """
+        if (kind, name) not in self._records and ":" in name:
+            prefix, argument = name.split(":", 1)
+            rec = self._records.get((kind, prefix))
+            field = getattr(rec.obj, "name_argument", None) if rec else None
+            if rec is not None and field:
+                return rec, {field: argument}
+        return self.get(kind, name), {}
+
     def create(self, kind: str, name: str, **params: Any) -> Any:
         """Instantiate the plugin ``kind``/``name`` with validated ``params``."""
-        return self.get(kind, name).obj(**params)
+        rec, from_name = self.resolve(kind, name)
+        clash = set(from_name) & set(params)
+        if clash:
+            raise ValueError(f"{name!r} already sets {', '.join(sorted(clash))}; do not pass it too")
+        return rec.obj(**from_name, **params)
 
 
 def _version(package: str) -> str:

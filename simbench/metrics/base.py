@@ -43,6 +43,8 @@ class Metric(Plugin):
     cost: ClassVar[str] = "moments"
     #: smallest number of samples the metric is defined for
     min_samples: ClassVar[int] = 2
+    #: dimensions of one input: 2 for (n, d) matrices, 4 for (B, C, H, W) conv activations
+    input_ndim: ClassVar[int] = 2
 
     # -- public API ---------------------------------------------------------------
     def __call__(self, X: Any, Y: Any | None = None) -> float:
@@ -106,6 +108,7 @@ class Metric(Plugin):
             "streaming": cls.streaming,
             "needs_alignment": cls.needs_alignment,
             "cost": cls.cost,
+            "input_ndim": cls.input_ndim,
             "params": {k: repr(v) for k, v in cls.param_defaults().items()},
         }
 

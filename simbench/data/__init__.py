@@ -1,0 +1,1 @@
+"""Dataset plugins: labelled uint8 images with a train/test split."""

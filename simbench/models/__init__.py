@@ -1,0 +1,1 @@
+"""Architecture plugins: build an ``nn.Module`` and name its comparable layers."""

@@ -1,0 +1,56 @@
+"""Training configuration (GM appendix B.3 defaults) and the model spec it belongs to."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+
+class PluginRef(BaseModel):
+    """A plugin by name with its parameters, e.g. ``{name: vgg, params: {depth: 11}}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(BaseModel):
+    """Training hyper-parameters; defaults are Guth & Ménard appendix B.3.
+
+    SGD, momentum 0.9, lr 0.005 divided by 10 every 30 epochs, 90 epochs, no weight
+    decay; horizontal flips and random crops (padding 4 for 32×32 images).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    epochs: PositiveInt = 90
+    batch_size: PositiveInt = 128
+    lr: PositiveFloat = 0.005
+    momentum: NonNegativeFloat = 0.9
+    weight_decay: NonNegativeFloat = 0.0
+    lr_step: PositiveInt = 30
+    lr_gamma: PositiveFloat = 0.1
+    augment: bool = True
+    crop_padding: int = Field(4, ge=0)
+    device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU
+    save_epochs: tuple[int, ...] = ()  # extra checkpoints (learning dynamics, Raghu Fig. 4)
+    max_train_images: PositiveInt | None = None  # deterministic prefix, for quick runs
+
+
+class ModelSpec(BaseModel):
+    """Everything that determines a trained model: architecture, dataset, seed, training."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    architecture: PluginRef
+    dataset: PluginRef
+    seed: int = 0
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def key(self) -> str:
+        """Content address: a hash of every field (device and precision included, since
+        bf16 on a GPU gives other weights than fp32 on a CPU)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
