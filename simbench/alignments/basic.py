@@ -8,7 +8,6 @@ directly (one GEMM, no Gram matrices).
 
 from __future__ import annotations
 
-
 import numpy as np
 import scipy.linalg
 from scipy.optimize import linear_sum_assignment
