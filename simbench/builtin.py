@@ -28,6 +28,7 @@ ALIGNMENT_MODULES = (
 )
 SHRINKAGE_MODULES = ("simbench.shrinkage",)
 ARCHITECTURE_MODULES = ("simbench.models.vgg", "simbench.models.timm_models")
+EXECUTOR_MODULES = ("simbench.runner.executors",)
 DATASET_MODULES = (
     "simbench.data.embedded",
     "simbench.data.torchvision_sets",
@@ -85,3 +86,10 @@ def simbench_register_datasets() -> list[type]:
     from simbench.data.base import Dataset
 
     return plugins_in(DATASET_MODULES, Dataset)
+
+
+@hookimpl
+def simbench_register_executors() -> list[type]:
+    from simbench.runner.base import Executor
+
+    return plugins_in(EXECUTOR_MODULES, Executor)

@@ -1,0 +1,1 @@
+"""The runner: suite -> job graph -> cached stages -> results."""
