@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("kind", nargs="?", default=None, help="only this plugin kind")
     p_list.add_argument("-v", "--verbose", action="store_true", help="JSON lines with metadata")
     p_list.set_defaults(func=_cmd_list)
+    __import__("simbench.train.cli", fromlist=["register"]).register(sub)  # simbench train
+    __import__("simbench.report", fromlist=["register"]).register(sub)  # simbench report
     return parser
 
 

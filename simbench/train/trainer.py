@@ -1,0 +1,501 @@
+"""The trainer: a ``ModelSpec`` in, a checkpoint out (GM appendix B.3 defaults).
+
+``train(spec, out_dir)`` builds the architecture and dataset plugins named by the spec,
+trains with SGD (momentum, no weight decay by default) and a step learning-rate
+schedule ``lr * gamma ** (epoch // lr_step)`` (set at the start of each epoch), evaluates
+test accuracy after every epoch, and writes checkpoints as described in
+:mod:`simbench.train.checkpoint` under ``out_dir/<spec.key()>/``. Calling it again on the
+same ``out_dir`` returns the finished checkpoint, or resumes after the last completed
+epoch and ends with the same weights as an uninterrupted run.
+
+Data path (no DataLoader, no per-image Python):
+
+- the whole dataset is one uint8 tensor resident on the device (``(N, C, H, W)`` with
+  channels-last storage, i.e. the ``(N, H, W, C)`` array the dataset plugin returns);
+- each epoch draws a permutation from a ``torch.Generator`` on the device, seeded from
+  ``(spec.seed, epoch)``, and each batch is gathered by index, augmented on the device
+  (:mod:`simbench.train.augment`: zero-padded random crop with ``crop_padding`` then a
+  horizontal flip; the same for every image size -- we do not implement GM's
+  random-resized-crop for 224 px ImageNet), then normalised to float32 with the
+  per-channel mean/std of the (possibly ``max_train_images``-truncated) train split,
+  computed exactly in float64 (:func:`simbench.train.augment.channel_stats`);
+- the test split is evaluated without augmentation, normalised with the same train
+  statistics.
+
+Devices and precision: ``device="auto"`` is CUDA when available, else CPU. The model
+and batches are channels-last on both (measured faster on the CPU too). On CUDA cuDNN
+autotuning is on, ``precision`` ``auto`` or ``bf16`` runs forward and loss under bf16
+autocast (weights and optimizer stay fp32), the dataset is copied to the GPU once, and
+there is no per-batch host synchronisation except every ``PROGRESS_EVERY`` batches for
+the progress bar; CUDA runs are not bit-reproducible (cuDNN, atomics). On the CPU,
+``auto`` means fp32 (``bf16`` autocast is honoured if asked for),
+``torch.use_deterministic_algorithms`` is on during training, and a run with the same
+seed on the same machine and thread count is bit-reproducible. The global RNGs are
+forked (the caller's state is untouched) and seeded from the spec seed; their state is
+part of the resume state, so models that draw from them (dropout) resume exactly.
+
+A final batch of a single image is dropped (BatchNorm cannot train on it); all other
+images are used every epoch (no ``drop_last``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from simbench.data.base import ImageData
+from simbench.train.augment import augment, channel_stats, normalize
+from simbench.train.checkpoint import (
+    MODEL_FILE,
+    RESUME_FILE,
+    create_plugin,
+    epoch_file,
+    is_complete,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+    sidecar_path,
+)
+from simbench.train.config import ModelSpec, TrainConfig
+
+log = logging.getLogger("simbench.train")
+
+#: batches between host synchronisations for the progress bar's loss/accuracy (CUDA; on
+#: the CPU the bar is updated every batch)
+PROGRESS_EVERY = 20
+
+__all__ = [
+    "DeviceData",
+    "EpochCallback",
+    "determinism",
+    "evaluate",
+    "lr_at",
+    "make_optimizer",
+    "memory_format_for",
+    "prepare_data",
+    "resolve_device",
+    "resolve_precision",
+    "run_dir",
+    "seed_for",
+    "train",
+    "train_one_epoch",
+]
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+# ----------------------------------------------------------------------------- small pieces
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` → ``cuda`` if available else ``cpu``; otherwise ``torch.device(name)``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {name!r}: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype (``None``: plain fp32). ``auto`` is bf16 on CUDA, fp32 elsewhere."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def memory_format_for(device: torch.device) -> torch.memory_format:
+    """channels-last everywhere: tensor cores on CUDA; on the CPU oneDNN's convolutions,
+    BatchNorm and max-pool are faster in NHWC (width-1/4 factorized VGG-11, batch 128:
+    about 1.4x per step; benchmarks/test_training_speed.py)."""
+    return torch.channels_last
+
+
+def lr_at(cfg: TrainConfig, epoch: int) -> float:
+    """Learning rate during ``epoch`` (0-based): ``lr * lr_gamma ** (epoch // lr_step)``."""
+    return cfg.lr * cfg.lr_gamma ** (epoch // cfg.lr_step)
+
+
+def seed_for(seed: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed for ``(seed, epoch, stream)`` (numpy ``SeedSequence`` mixing)."""
+    words = [seed % 2**64, epoch, stream]
+    state = np.random.SeedSequence(words).generate_state(2, dtype=np.uint32)
+    return int(state[0]) << 31 ^ int(state[1])
+
+
+def run_dir(spec: ModelSpec, out_dir: str | os.PathLike) -> Path:
+    """Where ``train(spec, out_dir)`` writes: ``out_dir/<spec.key()>``."""
+    return Path(out_dir) / spec.key()
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD over the trainable parameters (``requires_grad``; frozen ones are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    """A dataset resident on one device: uint8 ``(N, C, H, W)`` images (channels-last
+    storage), int64 labels, and float32 per-channel normalisation statistics."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    mean64: tuple[float, ...]
+    std64: tuple[float, ...]
+
+
+def _images(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # NCHW view of NHWC
+    return t.to(device)
+
+
+def prepare_data(
+    data: ImageData, device: torch.device, max_train_images: int | None = None
+) -> DeviceData:
+    """Move ``data`` to ``device`` once; the train split is truncated to its first
+    ``max_train_images`` images when given, and normalisation uses that split."""
+    x_train, y_train = data.x_train, data.y_train
+    if max_train_images is not None:
+        x_train, y_train = x_train[:max_train_images], y_train[:max_train_images]
+    if len(y_train) == 0:
+        raise ValueError(f"dataset {data.name!r} has no training images")
+    for split, y in (("train", y_train), ("test", data.y_test)):
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= data.num_classes):
+            raise ValueError(
+                f"dataset {data.name!r}: {split} labels must lie in [0, {data.num_classes}); "
+                f"got [{int(y.min())}, {int(y.max())}]"
+            )
+    mean, std = channel_stats(x_train)
+    return DeviceData(
+        x_train=_images(x_train, device),
+        y_train=torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device),
+        x_test=_images(data.x_test, device),
+        y_test=torch.from_numpy(np.asarray(data.y_test, dtype=np.int64)).to(device),
+        mean=torch.tensor(mean, dtype=torch.float32, device=device),
+        std=torch.tensor(std, dtype=torch.float32, device=device),
+        mean64=tuple(float(v) for v in mean),
+        std64=tuple(float(v) for v in std),
+    )
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    bounds = [(s, min(s + batch_size, n)) for s in range(0, n, batch_size)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds.pop()  # BatchNorm cannot train on one image
+    return bounds
+
+
+# ----------------------------------------------------------------------------- loops
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: DeviceData,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    epoch: int,
+    autocast_dtype: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+    bar: Any = None,
+    max_batches: int | None = None,
+) -> tuple[float, float]:
+    """One epoch of SGD at the current learning rate; ``(mean loss, accuracy)`` on the
+    augmented training batches. Shuffling and augmentation draw from one generator on
+    the data's device seeded with ``seed_for(seed, epoch)``. ``max_batches`` stops after
+    that many batches (benchmarks)."""
+    device = data.x_train.device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed_for(seed, epoch))
+    n = data.y_train.shape[0]
+    perm = torch.randperm(n, generator=gen, device=device)
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    seen = 0
+    for i, (start, stop) in enumerate(_batches(n, cfg.batch_size)[:max_batches]):
+        idx = perm[start:stop]
+        xb = data.x_train[idx]
+        yb = data.y_train[idx]
+        if cfg.augment:
+            xb = augment(xb, cfg.crop_padding, gen)
+        xb = normalize(xb, data.mean, data.std, memory_format=memory_format)
+        with torch.autocast(
+            device.type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None
+        ):
+            out = model(xb)
+            loss = F.cross_entropy(out, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            loss_sum += loss.detach().double() * (stop - start)
+            correct += (out.argmax(1) == yb).sum()
+        seen += stop - start
+        if bar is not None:
+            bar.update(1)
+            if device.type == "cpu" or (i + 1) % PROGRESS_EVERY == 0:  # no sync cost on CPU
+                bar.set_postfix(
+                    loss=f"{loss_sum.item() / seen:.3f}", acc=f"{correct.item() / seen:.3f}"
+                )
+    if seen == 0:
+        return math.nan, math.nan
+    return loss_sum.item() / seen, correct.item() / seen
+
+
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    *,
+    batch_size: int = 500,
+    autocast_dtype: torch.dtype | None = None,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` of ``model`` in eval mode on uint8 images ``x``
+    (no augmentation); ``(nan, nan)`` for an empty split. Leaves the model in eval mode."""
+    n = y.shape[0]
+    if n == 0:
+        return math.nan, math.nan
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    with torch.no_grad():
+        for start in range(0, n, batch_size):
+            xb = normalize(x[start : start + batch_size], mean, std, memory_format=memory_format)
+            yb = y[start : start + batch_size]
+            with torch.autocast(
+                x.device.type,
+                dtype=autocast_dtype or torch.bfloat16,
+                enabled=autocast_dtype is not None,
+            ):
+                out = model(xb)
+            loss_sum += F.cross_entropy(out.float(), yb, reduction="sum").double()
+            correct += (out.argmax(1) == yb).sum()
+    return loss_sum.item() / n, correct.item() / n
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@contextlib.contextmanager
+def determinism(device: torch.device) -> Iterator[None]:
+    """Context: deterministic algorithms on the CPU, cuDNN autotuning on CUDA (as ``train``
+    runs); the previous settings are restored on exit."""
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_bench = torch.backends.cudnn.benchmark
+    try:
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
+        torch.backends.cudnn.benchmark = prev_bench
+
+
+def _progress_bar(enabled: bool, total: int, initial: int) -> Any:
+    if not (enabled and sys.stderr.isatty()):
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="batch", dynamic_ncols=True, leave=True)
+
+
+def train(
+    spec: ModelSpec,
+    out_dir: str | os.PathLike,
+    *,
+    progress: bool = True,
+    on_epoch_end: EpochCallback | None = None,
+) -> Path:
+    """Train the model of ``spec``; return the path of its final ``model.safetensors``.
+
+    Writes under ``run_dir(spec, out_dir)`` (layout: :mod:`simbench.train.checkpoint`).
+    If the final checkpoint is already complete it is returned without training; if a
+    resume state exists, training continues after its last completed epoch.
+    ``on_epoch_end(epoch, record)`` is called after each epoch's state is saved, with the
+    number of completed epochs and that epoch's history record.
+    """
+    cfg = spec.train
+    key = spec.key()
+    rdir = run_dir(spec, out_dir)
+    final = rdir / MODEL_FILE
+    if is_complete(final):
+        log.info("%s: already trained", final)
+        return final
+    bad = sorted(e for e in cfg.save_epochs if not 0 <= e <= cfg.epochs)
+    if bad:
+        raise ValueError(f"train.save_epochs must lie in [0, {cfg.epochs}]; got {bad}")
+
+    arch = create_plugin("architecture", spec.architecture.name, spec.architecture.params)
+    dataset = create_plugin("dataset", spec.dataset.name, spec.dataset.params)
+    image_data: ImageData = dataset.load()
+    size = image_data.image_size
+    if arch.input_size is not None and arch.input_size != size:
+        raise ValueError(
+            f"architecture {spec.architecture.name!r} expects {arch.input_size}px images; "
+            f"dataset {spec.dataset.name!r} has {size}px"
+        )
+    device = resolve_device(cfg.device)
+    amp = resolve_precision(cfg.precision, device)
+    mformat = memory_format_for(device)
+    cuda_devices = [device.index or 0] if device.type == "cuda" else []
+
+    rdir.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=cuda_devices), determinism(device):
+        torch.manual_seed(seed_for(spec.seed, 0, stream=1))
+        model = arch.build(image_data.num_classes, seed=spec.seed)
+        model = model.to(device=device, memory_format=mformat)
+        optimizer = make_optimizer(model, cfg)
+        data = prepare_data(image_data, device, cfg.max_train_images)
+
+        base_meta = {
+            "spec": spec.model_dump(mode="json"),
+            "key": key,
+            "num_classes": image_data.num_classes,
+            "classes": list(image_data.classes),
+            "dataset": image_data.name or spec.dataset.name,
+            "train_images": int(data.y_train.shape[0]),
+            "test_images": int(data.y_test.shape[0]),
+            "image_size": size,
+            "normalization": {"mean": list(data.mean64), "std": list(data.std64)},
+            "device": str(device),
+            "precision": "bf16" if amp is not None else "fp32",
+            "epochs": cfg.epochs,
+            "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        }
+
+        def meta(kind: str, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+            last = history[-1] if history else {}
+            return {
+                **base_meta,
+                "kind": kind,
+                "epoch": epoch,
+                "history": history,
+                "test_accuracy": last.get("test_accuracy"),
+                "test_loss": last.get("test_loss"),
+            }
+
+        start_epoch, history = 0, []
+        resume = rdir / RESUME_FILE
+        if is_complete(resume):
+            try:
+                state_meta = load_training_state(resume, model, optimizer)
+            except (ValueError, OSError, KeyError) as exc:
+                log.warning("%s: cannot resume (%s); starting over", resume, exc)
+                model = arch.build(image_data.num_classes, seed=spec.seed)
+                model = model.to(device=device, memory_format=mformat)
+                optimizer = make_optimizer(model, cfg)
+            else:
+                if state_meta.get("key") != key:
+                    raise ValueError(f"{resume} belongs to spec {state_meta.get('key')}, not {key}")
+                start_epoch, history = int(state_meta["epoch"]), list(state_meta["history"])
+                log.info("%s: resuming after epoch %d", rdir, start_epoch)
+        if start_epoch == 0 and 0 in cfg.save_epochs:
+            save_checkpoint(rdir / epoch_file(0), model.state_dict(), meta("epoch", 0, []))
+
+        batches = len(_batches(int(data.y_train.shape[0]), cfg.batch_size))
+        bar = _progress_bar(progress, cfg.epochs * batches, start_epoch * batches)
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                lr = lr_at(cfg, epoch)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if bar is not None:
+                    bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}")
+                t0 = time.perf_counter()
+                train_loss, train_acc = train_one_epoch(
+                    model,
+                    optimizer,
+                    data,
+                    cfg,
+                    seed=spec.seed,
+                    epoch=epoch,
+                    autocast_dtype=amp,
+                    memory_format=mformat,
+                    bar=bar,
+                )
+                seconds = time.perf_counter() - t0
+                test_loss, test_acc = evaluate(
+                    model,
+                    data.x_test,
+                    data.y_test,
+                    data.mean,
+                    data.std,
+                    batch_size=max(2 * cfg.batch_size, 256),
+                    autocast_dtype=amp,
+                    memory_format=mformat,
+                )
+                record = {
+                    "epoch": epoch + 1,
+                    "lr": lr,
+                    "train_loss": train_loss,
+                    "train_accuracy": train_acc,
+                    "test_loss": test_loss,
+                    "test_accuracy": test_acc,
+                    "seconds": seconds,
+                    "images_per_second": int(data.y_train.shape[0]) / seconds,
+                }
+                history.append(record)
+                done = epoch + 1
+                msg = (
+                    f"epoch {done}/{cfg.epochs}: lr {lr:.2g} loss {train_loss:.4f} "
+                    f"acc {train_acc:.4f} test acc {test_acc:.4f} "
+                    f"({record['images_per_second']:.0f} img/s)"
+                )
+                log.info(msg)
+                if bar is not None:
+                    bar.set_postfix(
+                        loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", test=f"{test_acc:.3f}"
+                    )
+                    bar.write(msg)
+                if done in cfg.save_epochs:
+                    save_checkpoint(
+                        rdir / epoch_file(done), model.state_dict(), meta("epoch", done, history)
+                    )
+                if done < cfg.epochs:
+                    save_training_state(resume, model, optimizer, meta("resume", done, history))
+                else:
+                    save_checkpoint(final, model.state_dict(), meta("model", done, history))
+                if on_epoch_end is not None:
+                    on_epoch_end(done, record)
+        finally:
+            if bar is not None:
+                bar.close()
+    for stale in (sidecar_path(resume), resume):  # sidecar first: it marks completeness
+        stale.unlink(missing_ok=True)
+    return final
