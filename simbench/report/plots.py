@@ -1,0 +1,358 @@
+"""Figures of the report as PNG bytes (matplotlib's Agg canvas; no pyplot, no global state).
+
+- depth curves (GM Fig. 4): value against layer in depth order, one line per relation;
+- eigenvector-similarity heatmaps (GM Fig. 3) from ``.npy`` arrays the score stage stored;
+- layer × layer similarity matrices (rows with ``layer_a != layer_b``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simbench.report.leaderboard import _direction, relation_means
+
+#: fixed colours so a relation looks the same in every figure
+RELATION_COLORS = {
+    "seed": "#1f77b4",
+    "dataset": "#ff7f0e",
+    "labels": "#d62728",
+    "random_labels": "#9467bd",
+    "other": "#7f7f7f",
+}
+RELATION_ORDER = ("seed", "dataset", "labels", "random_labels", "checkpoint", "other")
+#: heatmaps show at most this many leading components / layers per figure
+MAX_COMPONENTS = 128
+MAX_LAYERS = 8
+MAX_RELATIONS = 4
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A rendered figure: a file stem, a caption and the PNG bytes."""
+
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    fig = MplFigure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe stem from ``parts``."""
+    text = "-".join(str(p) for p in parts)
+    out = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+    return out.strip("_") or "figure"
+
+
+def _relation_key(df: pd.DataFrame) -> pd.Series:
+    """Relation label per row; checkpoint rows are split by epoch (``checkpoint e3``)."""
+    rel = df["relation"].astype(str)
+    if "epoch_a" in df.columns or "epoch_b" in df.columns:
+        ea = pd.to_numeric(df.get("epoch_a"), errors="coerce")
+        eb = pd.to_numeric(df.get("epoch_b"), errors="coerce")
+        ep = ea.where(ea.notna(), eb)
+        both = ea.notna() & eb.notna()
+        ep = ep.where(~both, np.minimum(ea, eb))
+        is_ck = (rel == "checkpoint") & ep.notna()
+        rel = rel.where(~is_ck, "checkpoint e" + ep.fillna(0).astype(int).astype(str))
+    return rel
+
+
+def _relations_sorted(names: list[str]) -> list[str]:
+    def key(r: str) -> tuple[int, float, str]:
+        head = r.split(" ")[0]
+        idx = RELATION_ORDER.index(head) if head in RELATION_ORDER else len(RELATION_ORDER)
+        epoch = float(r.split(" e")[-1]) if r.startswith("checkpoint e") else 0.0
+        return idx, epoch, r
+
+    return sorted(names, key=key)
+
+
+def _color(rel: str, i: int, n_ck: int, ck_index: int) -> Any:
+    if rel in RELATION_COLORS:
+        return RELATION_COLORS[rel]
+    if rel.startswith("checkpoint"):
+        from matplotlib import colormaps
+
+        return colormaps["Greens"](0.35 + 0.6 * (ck_index + 1) / max(1, n_ck))
+    from matplotlib import colormaps
+
+    return colormaps["tab10"](i % 10)
+
+
+def _direction_text(sign: float) -> str:
+    return "higher = more similar" if sign > 0 else "lower = more similar"
+
+
+def depth_curves(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
+    """GM Fig. 4: one figure per (metric, alignment), one line per relation, error bars."""
+    if valid.empty:
+        return
+    data = valid.assign(relation=_relation_key(valid))
+    means = relation_means(data)
+    for (metric, alignment), m in means.groupby(["metric", "alignment"], sort=False):
+        rows = valid[(valid["metric"] == metric) & (valid["alignment"] == alignment)]
+        sign = _direction(rows)
+        layers = [x for x in order if x in set(m["layer"])]
+        if not layers:
+            continue
+        pos = {name: i for i, name in enumerate(layers)}
+        fig = _new_figure(max(5.0, 0.45 * len(layers) + 2.5), 3.6)
+        ax = fig.add_subplot()
+        rels = _relations_sorted(list(m["relation"].unique()))
+        cks = [r for r in rels if r.startswith("checkpoint")]
+        for i, rel in enumerate(rels):
+            g = m[m["relation"] == rel].copy()
+            g["x"] = g["layer"].map(pos)
+            g = g.sort_values("x")
+            err = g["err"].to_numpy(float)
+            pairs = int(g["pairs"].max())
+            ax.errorbar(
+                g["x"],
+                g["mean"],
+                yerr=np.where(np.isfinite(err), err, 0.0) if np.isfinite(err).any() else None,
+                marker="o",
+                markersize=4,
+                capsize=3,
+                linewidth=1.6,
+                color=_color(rel, i, len(cks), cks.index(rel) if rel in cks else 0),
+                label=f"{rel} ({pairs} pair{'s' if pairs != 1 else ''})",
+            )
+        ax.set_xticks(range(len(layers)))
+        ax.set_xticklabels(
+            layers,
+            rotation=45 if len(layers) > 6 else 0,
+            ha="right" if len(layers) > 6 else "center",
+            fontsize=8,
+        )
+        ax.set_xlabel("layer (depth order)")
+        ax.set_ylabel(f"{metric} ({_direction_text(sign)})", fontsize=9)
+        ax.set_title(f"{metric} · alignment {alignment}", fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        yield Figure(
+            slug("depth", metric, alignment),
+            f"Depth curve: {metric} · {alignment}",
+            "Mean over pairs of each relation, per layer (same layer in both networks); "
+            "error bars: standard error (between pairs and the metric's own stderr).",
+            _png(fig),
+        )
+
+
+def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
+    """Layer × layer similarity matrices, one panel per relation (mean over pairs, draws)."""
+    cross = valid[valid["layer_a"] != valid["layer_b"]]
+    if cross.empty:
+        return
+    keys = set(zip(cross["metric"], cross["alignment"], strict=False))
+    data = valid.assign(relation=_relation_key(valid))
+    for (metric, alignment), rows in data.groupby(["metric", "alignment"], sort=False):
+        if (metric, alignment) not in keys:
+            continue
+        sign = _direction(rows)
+        rels = _relations_sorted(list(rows["relation"].unique()))
+        panels = []
+        for rel in rels:
+            g = rows[rows["relation"] == rel]
+            # draws first within a pair, then pairs with equal weight
+            pm = g.groupby(["model_a", "model_b", "layer_a", "layer_b"])["value"].mean()
+            mat = pm.groupby(level=["layer_a", "layer_b"]).mean().unstack("layer_b")
+            if mat.shape[0] < 2 and mat.shape[1] < 2:
+                continue
+            la = [x for x in order if x in mat.index]
+            lb = [x for x in order if x in mat.columns]
+            panels.append((rel, mat.reindex(index=la, columns=lb)))
+        panels = panels[:MAX_RELATIONS]
+        if not panels:
+            continue
+        n = max(max(p.shape) for _, p in panels)
+        side = min(6.0, max(3.0, 0.35 * n + 1.5))
+        ncols = 2 if len(panels) == 4 else len(panels)
+        nrows = -(-len(panels) // ncols)
+        fig = _new_figure(side * ncols + 1.0, side * nrows)
+        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()[: len(panels)]
+        allv = np.concatenate([p.to_numpy(float).ravel() for _, p in panels])
+        vmin, vmax = np.nanmin(allv), np.nanmax(allv)
+        cmap = "viridis" if sign > 0 else "viridis_r"
+        im = None
+        for ax, (rel, mat) in zip(axes, panels, strict=True):
+            M = mat.to_numpy(float)
+            im = ax.imshow(M, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+            ax.set_xticks(range(M.shape[1]))
+            ax.set_xticklabels(mat.columns, rotation=90, fontsize=7)
+            ax.set_yticks(range(M.shape[0]))
+            ax.set_yticklabels(mat.index, fontsize=7)
+            ax.set_xlabel("layer of B")
+            ax.set_ylabel("layer of A")
+            ax.set_title(rel, fontsize=9)
+            if M.shape[0] <= 10 and M.shape[1] <= 10:
+                mid = (vmin + vmax) / 2
+                for (i, j), v in np.ndenumerate(M):
+                    if np.isfinite(v):
+                        ax.text(
+                            j,
+                            i,
+                            f"{v:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=6,
+                            color="white" if (v < mid) == (sign > 0) else "black",
+                        )
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label=_direction_text(sign))
+        fig.suptitle(f"{metric} · alignment {alignment}: layer × layer", fontsize=10)
+        yield Figure(
+            slug("layers", metric, alignment),
+            f"Layer × layer: {metric} · {alignment}",
+            "Each cell: the metric between layer i of A and layer j of B, mean over the "
+            "pairs of that relation and their draws.",
+            _png(fig),
+        )
+
+
+# -- eigenvector-similarity arrays ----------------------------------------------------------
+def artifact_paths(value: Any, column: str) -> dict[str, str]:
+    """``.npy`` paths referenced by one cell: a path string or a JSON object of them."""
+    if not isinstance(value, str) or not value.strip():
+        return {}
+    text = value.strip()
+    if text.lower().endswith(".npy"):
+        return {column: text}
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return {}
+        found: dict[str, str] = {}
+        stack: list[tuple[str, Any]] = [(column, obj)]
+        while stack:
+            key, v = stack.pop()
+            if isinstance(v, dict):
+                stack.extend((str(k), x) for k, x in v.items())
+            elif isinstance(v, str) and v.lower().endswith(".npy"):
+                found[key] = v
+        return found
+    return {}
+
+
+def _load_array(path: str, root: Path) -> np.ndarray | None:
+    p = Path(path)
+    for cand in [p] if p.is_absolute() else [root / p, root / "cache" / p]:
+        if cand.is_file():
+            try:
+                arr = np.load(cand, allow_pickle=False)
+            except (OSError, ValueError):
+                return None
+            return arr if isinstance(arr, np.ndarray) and arr.ndim == 2 else None
+    return None
+
+
+def eigenvector_heatmaps(
+    valid: pd.DataFrame, order: list[str], root: Path, artifact_columns: list[str]
+) -> tuple[list[Figure], int]:
+    """GM Fig. 3: ``|overlap|`` matrices, rows = relations (first pair), columns = layers.
+
+    Returns the figures and the number of referenced arrays that could not be read
+    (missing file, not 2-D, unreadable): the report mentions them instead of failing.
+    """
+    figures: list[Figure] = []
+    missing = 0
+    if not artifact_columns or valid.empty:
+        return figures, missing
+    diag = valid[valid["layer_a"] == valid["layer_b"]]
+    diag = diag.assign(relation=_relation_key(diag))
+    for (metric, alignment), rows in diag.groupby(["metric", "alignment"], sort=False):
+        cells: dict[tuple[str, str], np.ndarray] = {}
+        rels_seen: list[str] = []
+        layers_seen: set[str] = set()
+        sort_cols = [c for c in ("model_a", "model_b", "draw") if c in rows.columns]
+        for _, r in rows.sort_values(sort_cols, kind="stable").iterrows():
+            rel, layer = str(r["relation"]), str(r["layer_a"])
+            if (rel, layer) in cells:
+                continue
+            refs: dict[str, str] = {}
+            for col in artifact_columns:
+                refs.update(artifact_paths(r.get(col), col))
+            if not refs:
+                continue
+            # prefer an array whose key names the eigenvector overlap
+            key = next(
+                (k for k in refs if "overlap" in k.lower() or "eig" in k.lower()), next(iter(refs))
+            )
+            arr = _load_array(refs[key], root)
+            if arr is None:
+                missing += 1
+                continue
+            cells[(rel, layer)] = arr
+            if rel not in rels_seen:
+                rels_seen.append(rel)
+            layers_seen.add(layer)
+        if not cells:
+            continue
+        rels = _relations_sorted(rels_seen)[:MAX_RELATIONS]
+        layers = [x for x in order if x in layers_seen]
+        if len(layers) > MAX_LAYERS:
+            idx = np.unique(np.linspace(0, len(layers) - 1, MAX_LAYERS).round().astype(int))
+            layers = [layers[i] for i in idx]
+        fig = _new_figure(1.9 * len(layers) + 1.2, 1.9 * len(rels) + 0.6)
+        axes = fig.subplots(len(rels), len(layers), squeeze=False)
+        im = None
+        for i, rel in enumerate(rels):
+            for j, layer in enumerate(layers):
+                ax = axes[i][j]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if i == 0:
+                    ax.set_title(layer, fontsize=8)
+                if j == 0:
+                    ax.set_ylabel(rel, fontsize=8)
+                arr = cells.get((rel, layer))
+                if arr is None:
+                    ax.set_facecolor("#eeeeee")
+                    continue
+                A = np.abs(arr[:MAX_COMPONENTS, :MAX_COMPONENTS])
+                im = ax.imshow(A, vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
+        if im is not None:
+            fig.colorbar(
+                im, ax=axes.ravel().tolist(), shrink=0.8, label=r"$|v_{x,i}^{\top} v_{y,j}|$"
+            )
+        fig.suptitle(f"Eigenvector similarity: {metric} · {alignment}", fontsize=10)
+        figures.append(
+            Figure(
+                slug("eigvec", metric, alignment),
+                f"Eigenvector similarity: {metric} · {alignment}",
+                "Absolute overlap of rank-ordered eigenvectors (first pair of each relation; "
+                f"at most {MAX_COMPONENTS} components, {MAX_LAYERS} layers).",
+                _png(fig),
+            )
+        )
+    return figures, missing
+
+
+def finite(x: Any) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
