@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("-v", "--verbose", action="store_true", help="JSON lines with metadata")
     p_list.set_defaults(func=_cmd_list)
     __import__("simbench.train.cli", fromlist=["register"]).register(sub)  # simbench train
+    __import__("simbench.compare_cli", fromlist=["register"]).register(sub)  # simbench compare
     __import__("simbench.report", fromlist=["register"]).register(sub)  # simbench report
+    __import__("simbench.runner.cli", fromlist=["register"]).register(sub)  # simbench run
     return parser
 
 
