@@ -78,7 +78,7 @@ def test_torch_input_equals_numpy(metric, pair):
 
 def test_streaming_equals_full_batch(metric, pair):
     if not metric.streaming:
-        pytest.skip(f"{metric.name} needs full matrices")
+        pytest.skip(f"{metric.name} does not stream (it needs whole matrices or weights)")
     X, Y = pair
     acc = metric.accumulator()
     for rows in np.array_split(np.arange(X.shape[0]), 3):
