@@ -9,6 +9,7 @@ Public API (DESIGN.md)::
     a = simbench.get_alignment("procrustes").fit(X, Y)
     a.T                                          # (d_x, d_y) with Y ≈ X @ a.T
     a.transform(X)                               # X @ a.T
+    simbench.run("suite.yaml")                   # results DataFrame (tidy, one row per score)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from simbench.metrics.base import Consumes, Metric
 from simbench.numerics.moments import Moments
 from simbench.plugin import Invariance, Plugin, Score
 from simbench.registry import default_registry, reload
+from simbench.runner import run
 from simbench.shrinkage import Shrinkage
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ __all__ = [
     "get_shrinkage",
     "list_plugins",
     "reload",
+    "run",
 ]
 
 

@@ -1,12 +1,21 @@
-"""The ``simbench`` command line: ``simbench list [KIND]``."""
+"""The ``simbench`` command line: run, train, compare, report, list."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from simbench.errors import SimbenchError
+
+#: modules whose ``register(subparsers)`` adds a subcommand, in the order of the data flow
+SUBCOMMAND_MODULES = (
+    "simbench.runner.cli",  # simbench run
+    "simbench.train.cli",  # simbench train
+    "simbench.compare_cli",  # simbench compare
+    "simbench.report",  # simbench report
+)
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -43,10 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("kind", nargs="?", default=None, help="only this plugin kind")
     p_list.add_argument("-v", "--verbose", action="store_true", help="JSON lines with metadata")
     p_list.set_defaults(func=_cmd_list)
-    __import__("simbench.train.cli", fromlist=["register"]).register(sub)  # simbench train
-    __import__("simbench.compare_cli", fromlist=["register"]).register(sub)  # simbench compare
-    __import__("simbench.report", fromlist=["register"]).register(sub)  # simbench report
-    __import__("simbench.runner.cli", fromlist=["register"]).register(sub)  # simbench run
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -1,1 +1,339 @@
-"""(being written)"""
+"""Built-in executors: ``local`` (a process pool; one training job per GPU) and ``slurm``
+(submitit job arrays). Both follow :class:`simbench.runner.base.Executor`: ``map(fn,
+items)`` returns one result per item, in order, an ``Exception`` instance for a job that
+failed. They also accept ``progress=callback`` (called with 1 after each finished job),
+and ``map_training`` runs training jobs (one per GPU, or one at a time with every core).
+
+Jobs write their outputs into the suite's cache folder themselves (atomically), so the
+only thing that travels back is a small summary; on SLURM the cache folder (and the
+submitit ``folder``) must be on a file system every node sees. A suite for a real
+cluster (run ``simbench run suite.yaml`` on a login node; it submits one job array per
+stage and waits; killed and started again, it resubmits only what is missing)::
+
+    cache: /shared/simbench/cache            # every node mounts it
+    executor:
+      name: slurm
+      params:
+        folder: /shared/simbench/submitit    # logs and pickles (default: <cache>/slurm)
+        partition: gpu
+        time_min: 240                        # per array task
+        cpus_per_task: 8
+        gpus_per_node: 1                     # training and extraction use it
+        mem_gb: 32
+        array_parallelism: 32                # tasks running at once
+        max_tasks: 256                       # group small jobs (score cells) into tasks
+        setup: ["source /shared/venvs/simbench/bin/activate"]
+
+The nodes need the same simbench (and plugin packages) as the login node: submitit
+pickles the job function by reference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from simbench.runner.base import Executor
+
+Progress = Callable[[int], None] | None
+
+__all__ = ["LocalExecutor", "SlurmExecutor", "run_chunk"]
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> Any:
+    try:
+        return fn(item)
+    except Exception as exc:  # one failing job never stops the others
+        return exc
+
+
+def run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """``[fn(item) or its exception for item in items]`` (several jobs in one task)."""
+    return [_call(fn, item) for item in items]
+
+
+def _init_worker(threads: int, gpu_queue: Any = None) -> None:
+    """Process-pool initializer: share the cores (torch threads); pin one GPU if given."""
+    if gpu_queue is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+
+
+_BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def _blas_env(threads: int) -> Iterator[None]:
+    """Environment for starting worker processes: BLAS/OpenMP pools of ``threads`` threads
+    (read when a process loads numpy/torch; workers of a pool share the cores, and
+    oversubscribed BLAS threads slow small products down tenfold)."""
+    saved = {k: os.environ.get(k) for k in _BLAS_VARS}
+    os.environ.update({k: str(threads) for k in _BLAS_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _context(method: str) -> Any:
+    if method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        # workers fork from a server that has already imported the heavy modules
+        ctx.set_forkserver_preload(["simbench.runner._warm"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover - a broken CUDA install counts as none
+        return 0
+
+
+class LocalExecutor(Executor):
+    """Local processes: a pool over the cores; training one job per GPU (else inline).
+
+    ``workers``: pool size (default ``os.cpu_count()``); ``workers=1`` runs every job
+    inline in the calling process. Each pool process gets ``cores // workers`` torch
+    threads. ``start_method``: ``forkserver`` (workers fork from a server that has
+    imported torch once; falls back to ``spawn`` where unavailable) or ``spawn``.
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        workers: Annotated[int, Field(ge=1)] | None = None,
+        start_method: Literal["forkserver", "spawn"] = "forkserver",
+    ) -> None:
+        self.workers = workers
+        self.start_method = start_method
+        self._pools: dict[int, ProcessPoolExecutor] = {}
+
+    @property
+    def n_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress = None
+    ) -> list[Any]:
+        """``fn`` on every item: inline for one worker or one item, else a process pool."""
+        items = list(items)
+        n = min(self.n_workers, len(items))
+        if n <= 1:
+            return self._inline(fn, items, progress)
+        threads = max(1, (os.cpu_count() or 1) // n)
+        return self._pool(fn, items, n, progress, (threads, None))
+
+    def map_training(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress = None
+    ) -> list[Any]:
+        """Training jobs: one process per GPU when there are several GPUs; otherwise one
+        job at a time in this process (the GPU, or torch with every core)."""
+        items = list(items)
+        gpus = _gpu_count()
+        n = min(gpus, len(items), self.n_workers if self.workers else gpus)
+        if n <= 1:
+            return self._inline(fn, items, progress)
+        ctx = _context(self.start_method)
+        queue = ctx.Queue()
+        for g in range(n):
+            queue.put(g)
+        threads = max(1, (os.cpu_count() or 1) // n)
+        return self._pool(fn, items, n, progress, (threads, queue), ctx)
+
+    @staticmethod
+    def _inline(fn: Callable[[Any], Any], items: list[Any], progress: Progress) -> list[Any]:
+        out = []
+        for item in items:
+            out.append(_call(fn, item))
+            if progress is not None:
+                progress(1)
+        return out
+
+    def _pool(
+        self,
+        fn: Callable[[Any], Any],
+        items: list[Any],
+        n: int,
+        progress: Progress,
+        initargs: tuple,
+        ctx: Any = None,
+    ) -> list[Any]:
+        gpu = initargs[1] is not None
+        pool = None if gpu else self._reusable(n, initargs)
+        if pool is None:
+            ctx = ctx or _context(self.start_method)
+            pool = ProcessPoolExecutor(
+                max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=initargs
+            )
+        results: list[Any] = [None] * len(items)
+        try:
+            with _blas_env(initargs[0]):  # workers start (spawn, forkserver) during submit
+                if (ctx or _context(self.start_method)).get_start_method() == "forkserver":
+                    from multiprocessing import forkserver
+
+                    forkserver.ensure_running()
+                pending = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    exc = fut.exception()
+                    results[i] = exc if exc is not None else fut.result()
+                    if progress is not None:
+                        progress(1)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._pools.pop(n, None)
+            raise
+        if gpu:
+            pool.shutdown(wait=True)
+        elif any(isinstance(r, BrokenProcessPool) for r in results):
+            self._pools.pop(n, None)  # a worker died: start afresh next time
+            pool.shutdown(wait=False)
+        return results
+
+    def _reusable(self, n: int, initargs: tuple) -> ProcessPoolExecutor:
+        """The pool of ``n`` workers, kept across calls (stages) until :meth:`close`."""
+        pool = self._pools.get(n)
+        if pool is None:
+            pool = ProcessPoolExecutor(
+                max_workers=n,
+                mp_context=_context(self.start_method),
+                initializer=_init_worker,
+                initargs=initargs,
+            )
+            self._pools[n] = pool
+        return pool
+
+    def close(self) -> None:
+        """Shut the worker processes down (the runner calls it at the end of a run)."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
+        self._pools.clear()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_pools"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pools = {}
+
+
+class SlurmExecutor(Executor):
+    """SLURM job arrays through submitit (``cluster="local"``/``"debug"``: submitit's local
+    backend / in-process debug mode, for tests and laptops).
+
+    ``folder``: submitit's log and pickle folder, on a file system the nodes share
+    (default: ``<cache>/slurm``); ``partition``, ``time_min``, ``cpus_per_task``,
+    ``gpus_per_node``, ``mem_gb``: per-task resources; ``array_parallelism``: tasks
+    running at once; ``max_tasks``: at most this many array tasks per stage (jobs are
+    grouped into chunks; ``None``: one task per job); ``setup``: shell lines run before
+    each task (e.g. ``module load cuda``, ``source venv/bin/activate``); ``poll_s``:
+    seconds between status polls (default 15 on SLURM, 0.5 otherwise).
+    """
+
+    name = "slurm"
+
+    def __init__(
+        self,
+        folder: str | None = None,
+        partition: str | None = None,
+        time_min: Annotated[int, Field(ge=1)] = 60,
+        cpus_per_task: Annotated[int, Field(ge=1)] = 2,
+        gpus_per_node: Annotated[int, Field(ge=0)] = 0,
+        mem_gb: Annotated[float, Field(gt=0)] = 8.0,
+        array_parallelism: Annotated[int, Field(ge=1)] = 64,
+        max_tasks: Annotated[int, Field(ge=1)] | None = None,
+        setup: list[str] | None = None,
+        poll_s: Annotated[float, Field(gt=0)] | None = None,
+        cluster: Literal["slurm", "local", "debug"] = "slurm",
+    ) -> None:
+        self.folder = folder
+        self.partition = partition
+        self.time_min = time_min
+        self.cpus_per_task = cpus_per_task
+        self.gpus_per_node = gpus_per_node
+        self.mem_gb = mem_gb
+        self.array_parallelism = array_parallelism
+        self.max_tasks = max_tasks
+        self.setup = setup
+        self.poll_s = poll_s
+        self.cluster = cluster
+
+    def bind(self, cache_root: str | os.PathLike) -> None:
+        """Default the submitit folder to ``<cache>/slurm`` (called by the runner)."""
+        if self.folder is None:
+            self.folder = str(Path(cache_root) / "slurm")
+
+    def _executor(self) -> Any:
+        import submitit
+
+        folder = Path(self.folder or "simbench-slurm")
+        ex = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
+        params: dict[str, Any] = {
+            "name": "simbench",
+            "timeout_min": self.time_min,
+            "cpus_per_task": self.cpus_per_task,
+            "mem_gb": self.mem_gb,
+            "slurm_array_parallelism": self.array_parallelism,
+        }
+        if self.gpus_per_node:
+            params["gpus_per_node"] = self.gpus_per_node
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
+        ex.update_parameters(**params)
+        return ex
+
+    def map(
+        self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress = None
+    ) -> list[Any]:
+        """Submit the items as one job array; wait; results in order (exceptions for
+        failed tasks, e.g. a node that died or a timeout)."""
+        items = list(items)
+        if not items:
+            return []
+        import submitit
+
+        tasks = self.max_tasks or len(items)
+        size = -(-len(items) // tasks)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        ex = self._executor()
+        jobs = ex.map_array(functools.partial(run_chunk, fn), chunks)
+        index = {id(job): i for i, job in enumerate(jobs)}
+        results: list[Any] = [None] * len(items)
+        poll = self.poll_s or (15.0 if self.cluster == "slurm" else 0.5)
+        for job in submitit.helpers.as_completed(jobs, poll_frequency=poll):
+            i = index[id(job)]
+            try:
+                got = job.result()
+            except Exception as exc:  # the whole task failed (killed, timed out...)
+                got = [exc] * len(chunks[i])
+            for j, r in enumerate(got):
+                results[i * size + j] = r
+            if progress is not None:
+                progress(len(chunks[i]))
+        return results
+
+    map_training = map

@@ -1,0 +1,734 @@
+"""The work of each stage: train, extract, align, score, invariance checks.
+
+Every job is a picklable dataclass; ``run_job(job)`` does the work and writes every
+output into the shared cache itself (atomically), so that jobs can run in this process,
+in a local process pool or on SLURM nodes sharing the cache folder; what a job returns
+is only a small summary for the driver (counts, failures). Jobs never raise for a
+failure of one cell: a failing alignment or metric stores its cell with the error text
+(the value is NaN in the results); only a failure of the job's own inputs (a model that
+cannot be loaded, a dataset that cannot be read) raises, and the driver then marks
+every cell depending on it as failed for this run (not cached: the next run retries).
+
+Stored formats (all float64):
+
+- extract, one file per (pair, layer): ``in_*`` and ``out_*`` :class:`Moments` fields of
+  the layer's input and output representations, ``w_a``/``w_b`` the two weights in their
+  ``LayerSpec.weight_shape`` view, ``init_var`` ``[σ²_a, σ²_b]``; optionally ``act_a``/
+  ``act_b`` (channel samples, for non-streaming metrics) and ``map_a``/``map_b`` (whole
+  ``(B, C, H, W)`` maps, for 4-D metrics); one more file per pair with the global-average-
+  pooled outputs ``a/<layer>``, ``b/<layer>`` of every selected layer (``layer_matrix``);
+- align: ``T`` (``.npz``) or a JSON error record;
+- score: a JSON record ``{value, stderr, error, wall_time_s, details}``;
+- eigvec: ``overlap`` ``|V_aᵀ V_b|`` of the two aligned weight covariances (GM Fig. 3).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simbench.runner.cache import Cache
+
+#: bump when the layout of an extract file changes (part of the extract keys)
+EXTRACT_FORMAT = 1
+#: stage names, in dependency order
+STAGES = ("train", "extract", "align", "score")
+
+_MOMENT_FIELDS = ("mean_x", "mean_y", "sxx", "syy", "sxy")
+_FOURTH_KEYS = ("aa", "bb", "ab", "pxx", "pyy", "pxy", "pyx")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def moments_to_arrays(prefix: str, m: Any) -> dict[str, np.ndarray]:
+    """The fields of a paired :class:`Moments` as arrays named ``<prefix>_<field>``."""
+    out = {f"{prefix}_n": np.array(m.n, dtype=np.int64)}
+    for f in _MOMENT_FIELDS:
+        out[f"{prefix}_{f}"] = np.asarray(getattr(m, f), dtype=np.float64)
+    if m.fourth:
+        out[f"{prefix}_shift_x"] = np.asarray(m._shift_x, dtype=np.float64)
+        out[f"{prefix}_shift_y"] = np.asarray(m._shift_y, dtype=np.float64)
+        for k in _FOURTH_KEYS:
+            out[f"{prefix}_h_{k}"] = np.asarray(m._h[k], dtype=np.float64)
+    return out
+
+
+def moments_from_arrays(prefix: str, arrays: Mapping[str, np.ndarray]) -> Any:
+    """Inverse of :func:`moments_to_arrays`."""
+    from simbench.numerics.moments import Moments
+
+    fourth = f"{prefix}_shift_x" in arrays
+    m = Moments(fourth=fourth)
+    m.n = int(arrays[f"{prefix}_n"])
+    for f in _MOMENT_FIELDS:
+        setattr(m, f, np.array(arrays[f"{prefix}_{f}"], dtype=np.float64))
+    if fourth:
+        m._shift_x = np.array(arrays[f"{prefix}_shift_x"])
+        m._shift_y = np.array(arrays[f"{prefix}_shift_y"])
+        m._h = {
+            k: (float(v) if v.ndim == 0 else np.array(v))
+            for k in _FOURTH_KEYS
+            for v in [arrays[f"{prefix}_h_{k}"]]
+        }
+    return m
+
+
+#: longest error text stored in a cell (the start of a long message says what went wrong)
+MAX_ERROR_CHARS = 2000
+
+
+def error_text(exc: BaseException) -> str:
+    """One line naming the exception and where it was raised (last frame)."""
+    if isinstance(exc, JobFailed):
+        return str(exc)
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" [{Path(tb[-1].filename).name}:{tb[-1].lineno}]" if tb else ""
+    msg = " ".join(str(exc).split())
+    if len(msg) > MAX_ERROR_CHARS:
+        msg = msg[: MAX_ERROR_CHARS - 3] + "..."
+    return f"{type(exc).__name__}: {msg}{where}"
+
+
+def _cacheable(exc: BaseException) -> bool:
+    """Whether a cell's failure is a property of its inputs (cached) rather than of the
+    machine (out of memory, I/O: retried at the next run)."""
+    return not isinstance(exc, MemoryError | OSError)
+
+
+def _scalar_details(details: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in details.items():
+        if isinstance(v, np.generic):
+            v = v.item()
+        if isinstance(v, bool | int | str) or v is None:
+            out[str(k)] = v
+        elif isinstance(v, float):
+            out[str(k)] = v if math.isfinite(v) else None
+    return out
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(max(1, threads))
+
+
+# ----------------------------------------------------------------------------- model refs
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model as jobs see it: its reference, content key and weights file."""
+
+    ref: str
+    key: str
+    path: str  # .safetensors (may not exist before the train stage)
+
+
+def load_ref(model: ModelRef, device: Any) -> tuple[Any, Any, dict[str, Any]]:
+    """``(model in float64 eval mode, architecture, sidecar)``."""
+    from simbench.train.checkpoint import load_model
+
+    net, arch, meta = load_model(model.path, device=device)
+    return net.double().eval(), arch, meta
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """Train one ``ModelSpec`` (JSON) into ``models_dir/<spec.key()>``."""
+
+    spec: dict[str, Any]
+    models_dir: str
+    force: bool = False
+    threads: int | None = None
+    progress: bool = False
+
+
+def run_train(job: TrainJob) -> dict[str, Any]:
+    from simbench.train.config import ModelSpec
+    from simbench.train.trainer import run_dir, train
+
+    _set_threads(job.threads)
+    spec = ModelSpec.model_validate(job.spec)
+    rdir = run_dir(spec, job.models_dir)
+    if job.force and rdir.exists():
+        shutil.rmtree(rdir)
+    t0 = time.perf_counter()
+    path = train(spec, job.models_dir, progress=job.progress)
+    return {"path": str(path), "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """The probe set (suite ``probe``) with the dataset as ``name``/``params``."""
+
+    dataset: str
+    params: dict[str, Any]
+    split: str
+    images: int | None
+    seed: int
+    positions: int | None
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """What an extract file holds beyond the moments (part of the extract keys)."""
+
+    fourth: bool = False  # fourth-order sums of the output moments (debiased CKA)
+    activations: bool = False  # channel-sample output activations (non-streaming metrics)
+    maps: bool = False  # whole (B, C, H, W) output maps (4-D metrics)
+
+    def key_dict(self) -> dict[str, Any]:
+        return {
+            "format": EXTRACT_FORMAT,
+            "sites": ["input", "output"],
+            "fourth": self.fourth,
+            "activations": self.activations,
+            "maps": self.maps,
+        }
+
+
+@dataclass(frozen=True)
+class ExtractJob:
+    """One forward pass of the probe set through both models of a pair, writing the
+    missing ``(layer, key)`` files and, if ``pooled_key``, the pooled-outputs file."""
+
+    cache_root: str
+    model_a: ModelRef
+    model_b: ModelRef
+    probe: ProbeConfig
+    options: ExtractOptions
+    layers: tuple[tuple[str, str], ...]  # (layer name, extract key) to write
+    pooled_key: str | None = None
+    pooled_layers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # A's, B's
+    device: str = "auto"
+    threads: int | None = None
+
+
+def probe_images(probe: ProbeConfig) -> np.ndarray:
+    """The uint8 NHWC probe images (deterministic in the probe config)."""
+    from simbench.extract import probe_indices
+    from simbench.train.checkpoint import create_plugin
+
+    data = create_plugin("dataset", probe.dataset, probe.params).load()
+    images = data.x_test if probe.split == "test" else data.x_train
+    if len(images) == 0:
+        raise ValueError(f"probe dataset {probe.dataset!r} has no {probe.split} images")
+    return images[probe_indices(len(images), probe.images, probe.seed)]
+
+
+def _host(t: Any) -> Any:
+    """float64 samples for :class:`Moments`: numpy on the CPU (numpy's BLAS is much faster
+    than torch's for these small products), the tensor itself on a GPU (reduced there)."""
+    t = t.double()
+    return t.numpy() if t.device.type == "cpu" else t
+
+
+def _np(t: Any) -> np.ndarray:
+    return t if isinstance(t, np.ndarray) else t.detach().cpu().numpy()
+
+
+def _pool(act: Any) -> Any:
+    return act.mean(dim=(2, 3)) if act.ndim == 4 else act
+
+
+def run_extract(job: ExtractJob) -> dict[str, Any]:
+    """Stream the probe set through both models; write the requested files."""
+    import torch
+
+    from simbench.compare import paired_probe_batches
+    from simbench.extract import LayerTaps, channel_samples
+    from simbench.numerics.moments import Moments
+    from simbench.train.trainer import resolve_device
+
+    _set_threads(job.threads)
+    t0 = time.perf_counter()
+    cache = Cache(job.cache_root)
+    device = resolve_device(job.device)
+    net_a, arch_a, meta_a = load_ref(job.model_a, device)
+    net_b, arch_b, meta_b = load_ref(job.model_b, device)
+    specs_a = {s.name: s for s in arch_a.layers(net_a)}
+    specs_b = {s.name: s for s in arch_b.layers(net_b)}
+    names = [name for name, _ in job.layers]
+    for name in names:
+        if name not in specs_a or name not in specs_b:
+            raise ValueError(
+                f"layer {name!r} is not in both {job.model_a.ref} and {job.model_b.ref}"
+            )
+    pool_a, pool_b = job.pooled_layers if job.pooled_key else ((), ())
+    images = probe_images(job.probe)
+    opts = job.options
+    sites = ("input", "output")
+    moments = {
+        w: {n: Moments(fourth=(w == "output" and opts.fourth)) for n in names} for w in sites
+    }
+    acts: dict[str, list[np.ndarray]] = {}
+    pooled: dict[str, list[np.ndarray]] = {}
+    with (
+        torch.no_grad(),
+        LayerTaps(net_a, [specs_a[n] for n in names], "input") as ia,
+        LayerTaps(net_b, [specs_b[n] for n in names], "input") as ib,
+    ):
+        out_a_specs = [specs_a[n] for n in dict.fromkeys([*names, *pool_a])]
+        out_b_specs = [specs_b[n] for n in dict.fromkeys([*names, *pool_b])]
+        with (
+            LayerTaps(net_a, out_a_specs, "output") as oa,
+            LayerTaps(net_b, out_b_specs, "output") as ob,
+        ):
+            batches = paired_probe_batches(
+                images,
+                meta_a["normalization"],
+                meta_b["normalization"],
+                job.probe.batch_size,
+                device,
+            )
+            for i, (xa, xb) in enumerate(batches):
+                net_a(xa.double())
+                net_b(xb.double())
+                for n in names:
+                    for w, ta, tb in (("input", ia, ib), ("output", oa, ob)):
+                        ya, yb = ta.values[n], tb.values[n]
+                        if ya.shape[2:] != yb.shape[2:]:
+                            raise ValueError(
+                                f"layer {n!r}: spatial sizes {tuple(ya.shape[2:])} and "
+                                f"{tuple(yb.shape[2:])} differ at its {w}; paired samples "
+                                "need the same positions"
+                            )
+                        sa = _host(channel_samples(ya, job.probe.positions, job.probe.seed, i))
+                        sb = _host(channel_samples(yb, job.probe.positions, job.probe.seed, i))
+                        moments[w][n].update(sa, sb)
+                        if w == "output" and opts.activations:
+                            acts.setdefault(f"{n}/act_a", []).append(_np(sa))
+                            acts.setdefault(f"{n}/act_b", []).append(_np(sb))
+                        if w == "output" and opts.maps:
+                            acts.setdefault(f"{n}/map_a", []).append(ya.double().cpu().numpy())
+                            acts.setdefault(f"{n}/map_b", []).append(yb.double().cpu().numpy())
+                for side, taps, layer_names in (("a", oa, pool_a), ("b", ob, pool_b)):
+                    for n in layer_names:
+                        pooled.setdefault(f"{side}/{n}", []).append(
+                            _pool(taps.values[n]).double().cpu().numpy()
+                        )
+    written = 0
+    for n, key in job.layers:
+        arrays: dict[str, np.ndarray] = {}
+        arrays.update(moments_to_arrays("in", moments["input"][n]))
+        arrays.update(moments_to_arrays("out", moments["output"][n]))
+        arrays["w_a"] = specs_a[n].weight(net_a).double().cpu().numpy()
+        arrays["w_b"] = specs_b[n].weight(net_b).double().cpu().numpy()
+        arrays["init_var"] = np.array([specs_a[n].init_variance, specs_b[n].init_variance])
+        for k in ("act_a", "act_b", "map_a", "map_b"):
+            if f"{n}/{k}" in acts:
+                arrays[k] = np.concatenate(acts.pop(f"{n}/{k}"))
+        meta = {"layer": n, "model_a": job.model_a.ref, "model_b": job.model_b.ref}
+        cache.put_arrays("extract", key, arrays, meta)
+        written += 1
+    if job.pooled_key:
+        arrays = {k: np.concatenate(v) for k, v in pooled.items()}
+        cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True})
+        written += 1
+    return {"written": written, "seconds": time.perf_counter() - t0}
+
+
+# ----------------------------------------------------------------------------- align
+
+
+@dataclass(frozen=True)
+class AlignTask:
+    key: str
+    name: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlignJob:
+    """Fit every listed alignment on one layer's input moments."""
+
+    cache_root: str
+    extract_key: str
+    tasks: tuple[AlignTask, ...]
+    threads: int | None = None
+
+
+def read_align(cache: Cache, key: str) -> tuple[np.ndarray | None, str | None]:
+    """``(T, None)``, ``(None, error)`` or ``(None, None)`` when missing/corrupt."""
+    got = cache.get_arrays("align", key)
+    if got is not None:
+        return got[0]["T"], None
+    rec = cache.get_json("align", key)
+    if rec is not None:
+        return None, str(rec.get("error") or "alignment failed")
+    return None, None
+
+
+def align_done(cache: Cache, key: str, verify: bool = True) -> bool:
+    return cache.has_arrays("align", key, verify) or cache.has_json("align", key, verify)
+
+
+def run_align(job: AlignJob) -> dict[str, Any]:
+    from simbench.registry import default_registry
+
+    _set_threads(job.threads)
+    cache = Cache(job.cache_root)
+    got = cache.get_arrays("extract", job.extract_key)
+    if got is None:
+        raise FileNotFoundError(f"extract output {job.extract_key} is missing or corrupt")
+    m_in = moments_from_arrays("in", got[0])
+    failed = 0
+    for task in job.tasks:
+        cache.discard("align", task.key)
+        t0 = time.perf_counter()
+        try:
+            alignment = default_registry().create("alignment", task.name, **task.params)
+            T = alignment.fit(m_in).T
+            if not np.isfinite(T).all():
+                raise ValueError("the fitted map T has non-finite entries")
+        except Exception as exc:
+            failed += 1
+            if not _cacheable(exc):
+                raise
+            rec = {"error": error_text(exc), "wall_time_s": time.perf_counter() - t0}
+            cache.put_json("align", task.key, rec)
+            continue
+        cache.put_arrays("align", task.key, {"T": T}, {"wall_time_s": time.perf_counter() - t0})
+    return {"written": len(job.tasks), "failed": failed}
+
+
+# ----------------------------------------------------------------------------- score
+
+
+@dataclass(frozen=True)
+class ScoreCell:
+    """One result cell: a metric (with its draw's params) on one layer pair.
+
+    ``kind``: ``"rep"`` (output moments / activations of ``extract_key``), ``"weights"``
+    (weights of ``extract_key`` aligned by ``align_key``) or ``"pooled"`` (pooled outputs
+    ``layer_a`` of A and ``layer_b`` of B in the file ``extract_key``).
+    """
+
+    key: str
+    kind: str
+    metric: str
+    params: dict[str, Any]
+    extract_key: str
+    align_key: str | None = None
+    eig_key: str | None = None
+    layer_a: str = ""
+    layer_b: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreJob:
+    cache_root: str
+    cells: tuple[ScoreCell, ...]
+    threads: int | None = None
+
+
+class _Inputs:
+    """Lazily loaded, shared inputs of the cells of one score job."""
+
+    def __init__(self, cache: Cache):
+        self.cache = cache
+        self._arrays: dict[str, dict[str, np.ndarray]] = {}
+        self._moments: dict[str, Any] = {}
+        self._T: dict[str, tuple[np.ndarray | None, str | None]] = {}
+        self.covs: dict[tuple, Any] = {}  # (extract, align, shrinkage) -> covariances | error
+
+    def arrays(self, key: str) -> dict[str, np.ndarray]:
+        if key not in self._arrays:
+            got = self.cache.get_arrays("extract", key)
+            if got is None:
+                raise FileNotFoundError(f"extract output {key} is missing or corrupt")
+            self._arrays[key] = got[0]
+        return self._arrays[key]
+
+    def moments(self, key: str) -> Any:
+        if key not in self._moments:
+            self._moments[key] = moments_from_arrays("out", self.arrays(key))
+        return self._moments[key]
+
+    def T(self, key: str) -> tuple[np.ndarray | None, str | None]:
+        if key not in self._T:
+            self._T[key] = read_align(self.cache, key)
+        return self._T[key]
+
+
+def _weight_inputs(metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray) -> tuple:
+    """A's weight and B's pulled back into A's input basis (MATH.md: pulling weights back),
+    as :class:`WeightCovariance` with each layer's real init variance for the built-in
+    weight metrics (as :func:`simbench.compare.weight_covariances`), raw otherwise. The
+    covariances of one (layer, alignment, shrinkage) are computed once per job and shared
+    by its metrics (so ``wall_time_s`` of the first such cell includes them)."""
+    from simbench.numerics.covariance import WeightCovariance
+
+    arrays = inputs.arrays(cell.extract_key)
+    WA, WB = arrays["w_a"], arrays["w_b"]
+    if WB.shape[1] != T.shape[1] or WA.shape[1] != T.shape[0]:
+        raise ValueError(
+            f"T is {T.shape} but the weights have {WA.shape[1]} and {WB.shape[1]} input channels"
+        )
+    WB_A = np.einsum("oi...,ji->oj...", WB, T)
+    shrinkage = getattr(metric, "shrinkage", None)
+    if not (isinstance(shrinkage, str) and getattr(metric, "init_var", "unset") is None):
+        return WA, WB_A
+    memo = (cell.extract_key, cell.align_key, shrinkage)
+    if memo not in inputs.covs:
+        ia, ib = (float(v) for v in arrays["init_var"])
+        try:
+            inputs.covs[memo] = (
+                WeightCovariance.from_weight(WA, init_var=ia, shrinkage=shrinkage),
+                WeightCovariance.from_weight(WB_A, init_var=ib, shrinkage=shrinkage),
+            )
+        except ValueError as exc:
+            inputs.covs[memo] = exc
+    got = inputs.covs[memo]
+    if isinstance(got, Exception):
+        raise got
+    return got
+
+
+def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any) -> None:
+    from simbench.numerics.covariance import WeightCovariance, eigenvector_similarity
+
+    if not (isinstance(ca, WeightCovariance) and isinstance(cb, WeightCovariance)):
+        return
+    if cache.has_arrays("eigvec", key, verify=False):
+        return
+    try:
+        ev = eigenvector_similarity(ca, cb)
+    except ValueError:
+        return  # nothing kept after shrinkage: no heatmap for this cell
+    cache.put_arrays(
+        "eigvec",
+        key,
+        {"overlap": ev.overlap},
+        {"chance": ev.chance, "significance": ev.significance},
+    )
+
+
+def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
+    from simbench.metrics.base import Consumes
+    from simbench.registry import default_registry
+
+    metric = default_registry().create("metric", cell.metric, **cell.params)
+    if cell.kind == "pooled":
+        arrays = inputs.arrays(cell.extract_key)
+        X, Y = arrays[f"a/{cell.layer_a}"], arrays[f"b/{cell.layer_b}"]
+        return metric.evaluate(X, Y)
+    if cell.kind == "weights":
+        assert cell.align_key is not None
+        T, err = inputs.T(cell.align_key)
+        if T is None:
+            raise ValueError(f"the alignment failed: {err}")
+        a, b = _weight_inputs(metric, inputs, cell, T)
+        if cell.eig_key:
+            _store_eigvec(inputs.cache, cell.eig_key, a, b)
+        return metric.evaluate(a, b)
+    if metric.consumes is not Consumes.REPRESENTATIONS:
+        raise ValueError(f"metric {cell.metric!r} consumes {metric.consumes.value}")
+    arrays = inputs.arrays(cell.extract_key)
+    if getattr(metric, "input_ndim", 2) == 4:
+        if "map_a" not in arrays:
+            raise ValueError("4-D activation maps were not extracted")
+        return metric.evaluate(arrays["map_a"], arrays["map_b"])
+    if metric.streaming:
+        return metric.evaluate(inputs.moments(cell.extract_key))
+    if "act_a" not in arrays:
+        raise ValueError("activations were not extracted for this non-streaming metric")
+    return metric.evaluate(arrays["act_a"], arrays["act_b"])
+
+
+def run_score(job: ScoreJob) -> dict[str, Any]:
+    """Score every cell and store one record per cell (errors included)."""
+    from simbench.plugin import Score
+
+    _set_threads(job.threads)
+    cache = Cache(job.cache_root)
+    inputs = _Inputs(cache)
+    failed = 0
+    for cell in job.cells:
+        t0 = time.perf_counter()
+        try:
+            score = _score_cell(cell, inputs)
+            if not isinstance(score, Score):
+                score = Score(float(score))
+            value = float(score.value)
+            stderr = None if score.stderr is None else float(score.stderr)
+            rec: dict[str, Any] = {
+                "value": value,
+                "stderr": stderr,
+                "error": "" if math.isfinite(value) else "the metric returned a non-finite value",
+                "details": _scalar_details(score.details or {}),
+            }
+        except FileNotFoundError:
+            raise  # an input of the job is missing: not the cell's fault
+        except Exception as exc:
+            if not _cacheable(exc):
+                raise
+            failed += 1
+            rec = {"value": None, "stderr": None, "error": error_text(exc), "details": {}}
+        rec["wall_time_s"] = time.perf_counter() - t0
+        cache.put_json("score", cell.key, rec)
+    return {"written": len(job.cells), "failed": failed}
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+@dataclass(frozen=True)
+class ChecksJob:
+    """Invariance checks (:func:`simbench.invariance.check_invariances`) of every suite
+    metric on one layer pair's own activations."""
+
+    cache_root: str
+    key: str
+    model_a: ModelRef
+    model_b: ModelRef
+    probe: ProbeConfig
+    layer: str
+    metrics: tuple[tuple[str, str, dict[str, Any]], ...]  # (label, name, params)
+    alignment: tuple[str, dict[str, Any]] | None
+    seed: int
+    images: int = 64
+    maps: bool = False  # whole (B, C, H, W) output maps (a 4-D metric is checked)
+    device: str = "auto"
+    threads: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_checks(job: ChecksJob) -> dict[str, Any]:
+    import torch
+
+    from simbench.compare import paired_probe_batches
+    from simbench.extract import LayerTaps, channel_samples
+    from simbench.invariance import check_invariances
+    from simbench.numerics.moments import Moments
+    from simbench.registry import default_registry
+    from simbench.train.trainer import resolve_device
+
+    _set_threads(job.threads)
+    cache = Cache(job.cache_root)
+    device = resolve_device(job.device)
+    net_a, arch_a, meta_a = load_ref(job.model_a, device)
+    net_b, arch_b, meta_b = load_ref(job.model_b, device)
+    sa = {s.name: s for s in arch_a.layers(net_a)}[job.layer]
+    sb = {s.name: s for s in arch_b.layers(net_b)}[job.layer]
+    images = probe_images(job.probe)[: job.images]
+    outs: dict[str, list[np.ndarray]] = {"xa": [], "xb": [], "ia": [], "ib": []}
+    with (
+        torch.no_grad(),
+        LayerTaps(net_a, [sa], "output") as oa,
+        LayerTaps(net_b, [sb], "output") as ob,
+        LayerTaps(net_a, [sa], "input") as ia,
+        LayerTaps(net_b, [sb], "input") as ib,
+    ):
+        batches = paired_probe_batches(
+            images, meta_a["normalization"], meta_b["normalization"], job.probe.batch_size, device
+        )
+        for i, (xa, xb) in enumerate(batches):
+            net_a(xa.double())
+            net_b(xb.double())
+            for k, taps in (("xa", oa), ("xb", ob), ("ia", ia), ("ib", ib)):
+                act = taps.values[job.layer]
+                if not (job.maps and k in ("xa", "xb")):
+                    act = channel_samples(act, job.probe.positions, job.probe.seed, i)
+                outs[k].append(act.double().cpu().numpy())
+    X, Y = np.concatenate(outs["xa"]), np.concatenate(outs["xb"])
+    weights = None
+    if job.alignment is not None:
+        try:
+            m = Moments.from_arrays(*(np.concatenate(outs[k]) for k in ("ia", "ib")))
+            name, params = job.alignment
+            T = default_registry().create("alignment", name, **params).fit(m).T
+            WA = sa.weight(net_a).double().cpu().numpy()
+            WB = sb.weight(net_b).double().cpu().numpy()
+            weights = (WA, np.einsum("oi...,ji->oj...", WB, T))
+        except Exception:
+            weights = None
+    specs = [{"name": n, "params": p, "label": label} for label, n, p in job.metrics]
+    df = check_invariances(specs, X, Y, seed=job.seed, weights=weights)
+    rows = [{k: _json_scalar(v) for k, v in r.items()} for r in df.to_dict("records")]
+    cache.put_json("checks", job.key, {"rows": rows, "layer": job.layer, **job.extra})
+    return {"written": 1}
+
+
+def _json_scalar(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if v is None or isinstance(v, bool | int | str):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    return None  # pandas.NA and anything else
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+
+class JobFailed(RuntimeError):
+    """A job's failure as one line of text (always picklable, whatever the original
+    exception: it crosses process and machine boundaries)."""
+
+
+_RUNNERS = {
+    "TrainJob": "run_train",
+    "ExtractJob": "run_extract",
+    "AlignJob": "run_align",
+    "ScoreJob": "run_score",
+    "ChecksJob": "run_checks",
+}
+
+
+def run_job(job: Any) -> dict[str, Any]:
+    """Run any job of this module (the function the executors call); a failure is raised
+    as :class:`JobFailed` carrying :func:`error_text` of the original exception."""
+    name = _RUNNERS.get(type(job).__name__)
+    if name is None:
+        raise TypeError(f"not a runner job: {job!r}")
+    try:
+        return globals()[name](job)
+    except Exception as exc:
+        raise JobFailed(error_text(exc)) from None
+
+
+def default_threads(workers: int) -> int:
+    """Torch threads per worker process so that ``workers`` processes share the cores."""
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+__all__ = [
+    "EXTRACT_FORMAT",
+    "STAGES",
+    "AlignJob",
+    "AlignTask",
+    "ChecksJob",
+    "ExtractJob",
+    "ExtractOptions",
+    "JobFailed",
+    "ModelRef",
+    "ProbeConfig",
+    "ScoreCell",
+    "ScoreJob",
+    "TrainJob",
+    "default_threads",
+    "moments_from_arrays",
+    "moments_to_arrays",
+    "run_job",
+]
