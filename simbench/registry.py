@@ -151,7 +151,9 @@ class Registry:
         rec, from_name = self.resolve(kind, name)
         clash = set(from_name) & set(params)
         if clash:
-            raise ValueError(f"{name!r} already sets {', '.join(sorted(clash))}; do not pass it too")
+            raise ValueError(
+                f"{name!r} already sets {', '.join(sorted(clash))}; do not pass it too"
+            )
         return rec.obj(**from_name, **params)
 
 
