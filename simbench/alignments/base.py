@@ -80,7 +80,7 @@ class Alignment(Plugin):
     # -- to implement ---------------------------------------------------------------
     def _fit(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         if self.streaming:
-            return self._fit_moments(Moments.from_arrays(X, Y))
+            return self._fit_moments(Moments.from_arrays(X, Y, validated=True))
         raise TypeError(f"{type(self).__name__} defines neither _fit nor streaming=True")
 
     def _fit_moments(self, m: Moments) -> np.ndarray:

@@ -138,7 +138,9 @@ class Metric(Plugin):
     # -- to implement ---------------------------------------------------------------
     def _compute(self, X: np.ndarray, Y: np.ndarray) -> Score | float:
         if self.streaming:
-            return self._from_moments(Moments.from_arrays(X, Y, fourth=self.streaming_fourth))
+            return self._from_moments(
+                Moments.from_arrays(X, Y, fourth=self.streaming_fourth, validated=True)
+            )
         raise TypeError(f"{type(self).__name__} defines neither _compute nor streaming=True")
 
     def _from_moments(self, m: Moments) -> Score | float:

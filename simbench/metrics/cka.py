@@ -167,7 +167,9 @@ class CKA(Metric):
             return acc.value()
         if self.kernel == "linear" and n >= X.shape[1] + Y.shape[1]:
             # feature-space form: O(n d²), cheaper than the O(n² d) Gram form here
-            return float(self._from_moments(Moments.from_arrays(X, Y, fourth=self.debiased)))
+            return float(
+                self._from_moments(Moments.from_arrays(X, Y, fourth=self.debiased, validated=True))
+            )
         if self.kernel == "linear":
             K, L = linear_gram(X), linear_gram(Y)
         else:

@@ -76,7 +76,7 @@ class ProcrustesDistance(Metric):
 
     def _compute(self, X: np.ndarray, Y: np.ndarray) -> float:
         if self.alpha != 1.0:
-            return self._from_moments(Moments.from_arrays(X, Y))
+            return self._from_moments(Moments.from_arrays(X, Y, validated=True))
         # α = 1 needs only XcᵀYc and the two Frobenius norms: one GEMM, no Gram matrices.
         n = X.shape[0]
         mx, my = X.mean(axis=0), Y.mean(axis=0)
