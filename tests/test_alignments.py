@@ -265,3 +265,18 @@ def test_not_fitted():
 def test_fit_needs_paired_samples(rng):
     with pytest.raises(ValueError, match="same samples"):
         Procrustes().fit(rng.normal(size=(10, 3)), rng.normal(size=(11, 3)))
+
+
+def test_procrustes_rank_deficient_tie_break_is_closest_to_identity(rng):
+    """Dead channels make XᵀY rank-deficient; identical inputs must still give T = I."""
+    X = rng.normal(size=(200, 8))
+    X[:, [2, 5]] = 0.0  # two dead ReLU channels
+    T = simbench.get_alignment("procrustes").fit(X, X.copy()).T
+    np.testing.assert_allclose(T, np.eye(8), atol=1e-10)
+    # a permuted copy: the live channels follow the permutation, T stays orthogonal
+    perm = rng.permutation(8)
+    T = simbench.get_alignment("procrustes").fit(X, X[:, perm]).T
+    np.testing.assert_allclose(T.T @ T, np.eye(8), atol=1e-10)
+    live = [i for i in range(8) if i not in (2, 5)]
+    np.testing.assert_allclose((X @ T)[:, :], X[:, perm], atol=1e-10)
+    assert np.abs(T[live][:, [list(perm).index(i) for i in live]] - np.eye(6)).max() < 1e-10

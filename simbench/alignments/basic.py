@@ -20,17 +20,30 @@ def polar(M: np.ndarray) -> np.ndarray:
     """Orthogonal polar factor ``U Vᵀ`` of the thin SVD ``M = U Σ Vᵀ``.
 
     ``U Vᵀ`` maximises ``tr(Tᵀ M)`` over matrices with orthonormal columns (or rows,
-    when ``M`` is wide). It is not unique when ``M`` is rank-deficient: every completion
-    is then optimal and the SVD's is returned; for ``M = 0`` that is the (rectangular)
-    identity, returned explicitly so it does not depend on the LAPACK build.
+    when ``M`` is wide). When ``M`` is rank-deficient (e.g. dead ReLU channels) every
+    completion on its null spaces is optimal; we return the one closest to the
+    (rectangular) identity, ``T = U_r V_rᵀ + U_⊥ polar(U_⊥ᵀ I V_⊥) V_⊥ᵀ``, so that two
+    identical representations align to ``T = I`` (MATH.md is silent; documented choice).
+    For ``M = 0`` that is the identity itself.
     """
     if not np.any(M):
         return np.eye(*M.shape)
     try:
-        U, _, Vt = np.linalg.svd(M, full_matrices=False)
+        U, s, Vt = np.linalg.svd(M, full_matrices=False)
     except np.linalg.LinAlgError:  # gesdd failed to converge: fall back to gesvd
-        U, _, Vt = scipy.linalg.svd(M, full_matrices=False, lapack_driver="gesvd")
-    return U @ Vt
+        U, s, Vt = scipy.linalg.svd(M, full_matrices=False, lapack_driver="gesvd")
+    r = int((s > s[0] * max(M.shape) * 16 * np.finfo(float).eps).sum())
+    T = U[:, :r] @ Vt[:r]
+    if r < s.size:
+        Uo, Vo = U[:, r:], Vt[r:].T
+        m = min(M.shape)
+        N = Uo[:m].T @ Vo[:m]  # U_⊥ᵀ I V_⊥ with I the rectangular identity
+        if np.any(N):
+            Un, _, Vnt = np.linalg.svd(N)
+            T += Uo @ (Un @ Vnt) @ Vo.T
+        else:
+            T += Uo @ Vo.T
+    return T
 
 
 def cross_product(X: np.ndarray, Y: np.ndarray, center: bool) -> np.ndarray:
