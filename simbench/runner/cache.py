@@ -29,13 +29,14 @@ import io
 import json
 import math
 import os
-import uuid
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from simbench.io import atomic_path, sha256_file
 
 __all__ = ["Cache", "CacheCorruptionWarning", "atomic_write_bytes", "canonical_json", "make_key"]
 
@@ -74,30 +75,6 @@ def make_key(*parts: Any) -> str:
     return hashlib.sha256(canonical_json(list(parts)).encode()).hexdigest()[:24]
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _atomic(path: Path, fsync: bool = False) -> Iterator[Path]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        yield tmp
-        if fsync:
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically: a unique temporary file in the same folder,
     then ``os.replace``. A killed process leaves the old file or the new one, never a
@@ -105,7 +82,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, fsync: bool = False
     crash left empty or short fails its checksum and is recomputed), because one fsync
     per score cell would dominate the cost of cheap cells."""
     path = Path(path)
-    with _atomic(path, fsync) as tmp:
+    with atomic_path(path, fsync) as tmp:
         tmp.write_bytes(data)
     return path
 
@@ -218,7 +195,7 @@ class Cache:
             except FileNotFoundError:
                 bad, why = (sidecar,), "file missing while its sidecar exists"
             else:
-                if actual_size != size or (verify and _sha256_file(path) != expected):
+                if actual_size != size or (verify and sha256_file(path) != expected):
                     bad, why = (sidecar, path), f"SHA-256 does not match {sidecar.name}"
         if bad:
             if repair:

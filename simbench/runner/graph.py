@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from simbench.errors import SimbenchError
+from simbench.io import sha256_file
 from simbench.runner.cache import Cache, make_key
 from simbench.runner.stages import (
     STAGES,
@@ -450,7 +451,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         spec = suite.spec_of(ref)
         if ckpt is not None:
             side = _sidecar(ckpt)
-            sha = side.get("sha256") or _file_sha(ckpt)
+            sha = side.get("sha256") or sha256_file(ckpt)
             key = make_key("checkpoint", sha)
             train_key, path = None, Path(ckpt)
             num_classes = int(side.get("num_classes", 10))
@@ -699,13 +700,3 @@ def _checks_job(
         maps,
         extra={"model_a": pair.a.ref, "model_b": pair.b.ref},
     )
-
-
-def _file_sha(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -24,16 +24,15 @@ parameter list) and the global RNG states under ``rng/torch`` and ``rng/cuda/<i>
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import math
 import os
 import platform
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from simbench.io import atomic_path, sha256_file
 
 if TYPE_CHECKING:
     import torch
@@ -91,32 +90,6 @@ def library_versions() -> dict[str, str]:
 # ----------------------------------------------------------------------------- atomic io
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def _atomic_target(path: Path):
-    """Yield a temporary path next to ``path``; on success fsync it and ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name in the same directory (same file system: os.replace is atomic); not
-    # mkstemp, whose 0600 mode would survive the rename
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
-    try:
-        yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _jsonable(obj: Any) -> Any:
     """Replace non-finite floats by None (strict JSON has no NaN)."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -130,7 +103,7 @@ def _jsonable(obj: Any) -> Any:
 
 def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
     text = json.dumps(_jsonable(obj), indent=2, sort_keys=True, allow_nan=False)
-    with _atomic_target(path) as tmp:
+    with atomic_path(path, fsync=True) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
 
 
@@ -140,9 +113,9 @@ def _write_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
 
     # own, contiguous CPU copies: safetensors refuses shared or strided storage
     plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
-    with _atomic_target(path) as tmp:
+    with atomic_path(path, fsync=True) as tmp:
         save_file(plain, str(tmp), metadata={"format": "pt"})
-        digest = _sha256(tmp)
+        digest = sha256_file(tmp)
     return digest
 
 
@@ -159,7 +132,7 @@ def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: weights file missing (sidecar {side.name} exists)")
     digest = meta.get("sha256")
-    if digest is not None and digest != _sha256(path):
+    if digest is not None and digest != sha256_file(path):
         raise ValueError(
             f"{path}: contents do not match the SHA-256 recorded in {side.name} "
             "(overwritten or truncated after its sidecar was written)"
