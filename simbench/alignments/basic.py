@@ -93,7 +93,7 @@ class Identity(Alignment):
     streaming = True
 
     def __init__(self) -> None:
-        pass
+        """No parameters."""
 
     @staticmethod
     def _eye(d_x: int, d_y: int) -> np.ndarray:

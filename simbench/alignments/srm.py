@@ -314,10 +314,10 @@ class SharedResponseModel(Alignment):
         return self.map(0, 1)
 
     def _solve(self, C: np.ndarray, dims: list[int], n: int) -> None:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define _solve(C, dims, n)")
 
     def _shared(self, Xs: list[np.ndarray]) -> np.ndarray:
-        raise NotImplementedError
+        raise TypeError(f"{type(self).__name__} must define _shared(Xs)")
 
     # -- using the fit --------------------------------------------------------------
     def _maps(self) -> list[np.ndarray]:

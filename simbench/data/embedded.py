@@ -58,7 +58,7 @@ class EmbeddedCIFAR10(Dataset):
     name = "embedded"
 
     def __init__(self) -> None:
-        pass
+        """No parameters."""
 
     def load(self) -> ImageData:
         """Decoded once per process (~0.5 s); each call returns fresh, writable copies."""
