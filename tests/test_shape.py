@@ -86,3 +86,13 @@ def test_degenerate(rng):
         simbench.get_metric("procrustes_distance", alpha=0.5)(Xr, Y)
     with pytest.raises(ValueError):
         simbench.get_metric("procrustes_distance", alpha=1.5)
+
+
+def test_n_below_d_matches_svd_to_1e10(rng):
+    # rank-deficient XᵀY: rounding-level eigenvalues must not add sqrt(eps) terms
+    X = rng.normal(size=(60, 90))
+    Y = X[:, :40] @ rng.normal(size=(40, 90)) + rng.normal(size=(60, 90))
+    A, B = _normalised(X), _normalised(Y)
+    expected = np.arccos(np.linalg.svd(A.T @ B, compute_uv=False).sum())
+    got = simbench.get_metric("procrustes_distance")(X, Y)
+    assert got == pytest.approx(expected, rel=1e-10)

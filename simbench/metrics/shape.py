@@ -36,7 +36,10 @@ def nuclear_norm(M: np.ndarray) -> float:
     """
     G = M.T @ M if M.shape[0] >= M.shape[1] else M @ M.T
     lam = np.linalg.eigvalsh(G)
-    return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+    # eigenvalues at rounding level (rank-deficient M, e.g. n < d) are zero: their square
+    # roots would add ~sqrt(eps)·σ_max each
+    lam[lam <= lam[-1] * G.shape[0] * np.finfo(float).eps] = 0.0
+    return float(np.sqrt(lam).sum())
 
 
 def _inv_sqrt_psd(C: np.ndarray, name: str) -> np.ndarray:
