@@ -13,15 +13,15 @@ from typing import Literal
 import numpy as np
 
 from simbench.alignments.base import Alignment
-from simbench.numerics.cca import CCAResult, cca, svcca, transfer_map
+from simbench.numerics.cca import (
+    CCAResult,
+    cca,
+    check_eps,
+    check_threshold,
+    svcca,
+    transfer_map,
+)
 from simbench.numerics.moments import Moments
-
-
-def _check(eps: float, threshold: float = 0.5) -> None:
-    if not eps >= 0:
-        raise ValueError(f"eps (ridge, relative to the mean variance) must be >= 0; got {eps}")
-    if not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1]; got {threshold}")
 
 
 class CCAAlignment(Alignment):
@@ -37,7 +37,7 @@ class CCAAlignment(Alignment):
     family = "linear"
 
     def __init__(self, eps: float = 0.0) -> None:
-        _check(eps)
+        check_eps(eps)
         self.eps = eps
 
     def _fit_moments(self, m: Moments) -> np.ndarray:
@@ -64,7 +64,8 @@ class SVCCAAlignment(Alignment):
         rule: Literal["sum", "variance"] = "sum",
         eps: float = 0.0,
     ) -> None:
-        _check(eps, threshold)
+        check_eps(eps)
+        check_threshold(threshold)
         self.threshold = threshold
         self.rule = rule
         self.eps = eps

@@ -21,21 +21,19 @@ import numpy as np
 
 from simbench.metrics.base import Metric
 from simbench.numerics.arrays import ArrayLike, to_numpy
-from simbench.numerics.cca import canonical_correlations, dft_svcca, pwcca, spectral_moments, svcca
+from simbench.numerics.cca import (
+    canonical_correlations,
+    check_eps,
+    check_threshold,
+    dft_svcca,
+    pwcca,
+    spectral_moments,
+    svcca,
+)
 from simbench.numerics.moments import Moments
 from simbench.plugin import ALL_INVARIANCES, Invariance, Score
 
 _NOT_LINEAR = ALL_INVARIANCES - {Invariance.INVERTIBLE_LINEAR}
-
-
-def _check_eps(eps: float) -> None:
-    if not eps >= 0:
-        raise ValueError(f"eps (ridge, relative to the mean variance) must be >= 0; got {eps}")
-
-
-def _check_threshold(threshold: float | None) -> None:
-    if threshold is not None and not 0 < threshold <= 1:
-        raise ValueError(f"threshold must be in (0, 1]; got {threshold}")
 
 
 class MeanCCA(Metric):
@@ -54,7 +52,7 @@ class MeanCCA(Metric):
     cost = "moments"
 
     def __init__(self, eps: float = 0.0) -> None:
-        _check_eps(eps)
+        check_eps(eps)
         self.eps = eps
 
     def claimed_invariances(self) -> frozenset[Invariance]:
@@ -87,8 +85,8 @@ class SVCCA(Metric):
         rule: Literal["sum", "variance"] = "sum",
         eps: float = 0.0,
     ) -> None:
-        _check_threshold(threshold)
-        _check_eps(eps)
+        check_threshold(threshold)
+        check_eps(eps)
         self.threshold = threshold
         self.rule = rule
         self.eps = eps
@@ -131,7 +129,7 @@ class PWCCA(Metric):
     cost = "moments"
 
     def __init__(self, eps: float = 0.0) -> None:
-        _check_eps(eps)
+        check_eps(eps)
         self.eps = eps
 
     def _from_moments(self, m: Moments) -> Score:
@@ -191,8 +189,8 @@ class DFTSVCCA(Metric):
         eps: float = 0.0,
         batch_size: int = 0,
     ) -> None:
-        _check_threshold(threshold)
-        _check_eps(eps)
+        check_threshold(threshold)
+        check_eps(eps)
         if batch_size < 0:
             raise ValueError(f"batch_size must be >= 0 (0: automatic); got {batch_size}")
         self.threshold = threshold

@@ -52,6 +52,20 @@ Rule = Literal["sum", "variance"]
 
 
 # -- ridge and whitening ----------------------------------------------------------------
+
+
+def check_eps(eps: float) -> None:
+    """``ValueError`` unless the ridge ``eps`` (relative to the mean variance) is >= 0."""
+    if not eps >= 0:
+        raise ValueError(f"eps (ridge, relative to the mean variance) must be >= 0; got {eps}")
+
+
+def check_threshold(threshold: float | None) -> None:
+    """``ValueError`` unless the SVCCA ``threshold`` is ``None`` or in ``(0, 1]``."""
+    if threshold is not None and not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1]; got {threshold}")
+
+
 def ridge(S: np.ndarray, eps: float) -> np.ndarray:
     """``S + ε·(tr S / d)·I`` (a new array), or ``S`` itself when ``ε = 0``.
 
