@@ -234,7 +234,8 @@ def test_cold_run_rows_columns_and_files(cold):
     for name in ("results.parquet", "results.csv", "results.meta.json", "invariance_checks.csv"):
         assert (out / name).is_file(), name
     # the report of simbench.report, called at the end of the run
-    assert s.report is not None
+    assert s.report["report_html"] == out / "report.html"
+    assert s.report["leaderboard_md"] == out / "leaderboard.md"
     for name in ("report.md", "report.html", "leaderboard.md"):
         assert (out / name).is_file(), name
     assert "cka" in (out / "leaderboard.md").read_text()

@@ -317,8 +317,7 @@ def _stats(
 def _report(out_dir: Path, cache: Any, say: Callable[[str], None]) -> dict[str, Path] | None:
     """``simbench.report.write_report(out_dir)``, skipped when its inputs (the results and
     invariance-check files, simbench's version) are those of the report already there."""
-    import hashlib
-
+    from simbench.io import sha256_file
     from simbench.runner.cache import make_key
 
     try:
@@ -329,7 +328,7 @@ def _report(out_dir: Path, cache: Any, say: Callable[[str], None]) -> dict[str, 
     import simbench
 
     digests = [
-        hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        sha256_file(p) if p.is_file() else None
         for p in (out_dir / "results.csv", out_dir / "invariance_checks.csv")
     ]
     key = make_key("report", str(out_dir.resolve()), digests, simbench.__version__)
