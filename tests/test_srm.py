@@ -10,7 +10,7 @@ from scipy.stats import multivariate_normal, ortho_group
 
 import simbench
 from simbench.alignments.basic import Procrustes
-from simbench.alignments.srm import SRM, ProbabilisticSRM, solve_srm
+from simbench.alignments.srm import SRM, CrossProduct, ProbabilisticSRM, solve_srm, solve_srm_prob
 from simbench.errors import NotFittedError
 from simbench.metrics.srm import (
     SRMFitQuality,
@@ -186,6 +186,28 @@ def test_degenerate_inputs_stay_orthonormal(rng):
     srm = SRM(tol=0.0, max_iter=100).fit(X, X @ Q)
     Xc = X - X.mean(0)
     np.testing.assert_allclose(Xc @ srm.T, Xc @ Q, atol=1e-8)
+
+
+@pytest.mark.parametrize("k", [3, 7, 14])
+def test_factored_cross_product_equals_dense(rng, k):
+    """n < D keeps C = ZᵀZ factored; both SRM solvers give the dense result."""
+    Xs = [rng.normal(size=(20, d)) @ rng.normal(size=(d, d)) for d in (14, 16)]
+    C, _ = CrossProduct.of(Xs, center=True)
+    assert C.Z is not None and C.C is None  # 20 samples < 30 features
+    dense = CrossProduct(C.Z.T @ C.Z)
+    W = rng.normal(size=(30, 4))
+    np.testing.assert_allclose(C @ W, dense @ W, rtol=1e-12, atol=1e-10)
+    assert C.block_trace(slice(3, 9)) == pytest.approx(dense.block_trace(slice(3, 9)), rel=1e-13)
+    a = solve_srm(C, [14, 16], k, max_iter=15, tol=0.0)
+    b = solve_srm(dense, [14, 16], k, max_iter=15, tol=0.0)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-9)
+    # the maps agree up to a common rotation of the shared space: compare W_0 W_1ᵀ
+    np.testing.assert_allclose(a.W[0] @ a.W[1].T, b.W[0] @ b.W[1].T, atol=1e-7)
+    p = solve_srm_prob(C, [14, 16], 20, k, max_iter=10)
+    q = solve_srm_prob(dense, [14, 16], 20, k, max_iter=10)
+    np.testing.assert_allclose(p.loglik, q.loglik, rtol=1e-9)
+    # with at least as many samples as features the product is formed at once
+    assert CrossProduct(Z=rng.normal(size=(40, 30))).C is not None
 
 
 # -- the metric -------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ matrix ``C = ZᵀZ`` of the concatenation ``Z = [X_1 … X_N]``: ``X_iᵀS = (1/
 and, with ``S`` optimal for ``W`` (the stacked ``W_i``),
 ``Σ_i ||X_i − S W_iᵀ||² = tr C − tr(Wᵀ C W) / N``. Every iteration therefore costs
 ``O(D² k)`` (``D = Σ d_i``) plus ``N`` small SVDs, whatever ``n``, and the two-network
-fit streams from a paired :class:`~simbench.numerics.moments.Moments`.
+fit streams from a paired :class:`~simbench.numerics.moments.Moments`. Fitted from
+arrays with fewer samples than features (``n < D``), ``C`` is kept in factored form
+``ZᵀZ`` instead (:class:`CrossProduct`): ``O(n D k)`` per iteration.
 
 Initialisation (MATH.md is silent; Chen et al. and BrainIAK draw random orthonormal
 ``W_i``). ``init="pca"`` (default) takes the top-``k`` eigenvectors ``V`` of ``C`` (the
@@ -67,25 +69,73 @@ def resolve_k(k: int | None, dims: Sequence[int]) -> int:
     return int(k)
 
 
-def _top_eigvecs(C: np.ndarray, k: int) -> np.ndarray:
-    D = C.shape[0]
-    if 4 * k <= D:  # a partial decomposition pays off only for a small fraction
-        _, V = scipy.linalg.eigh(C, subset_by_index=[D - k, D - 1], check_finite=False)
-    else:
-        _, V = np.linalg.eigh(C)
-        V = V[:, D - k :]
-    return V[:, ::-1]
+class CrossProduct:
+    """The block cross-product ``C = ZᵀZ`` ``(D, D)`` of ``Z = [X_1 … X_N]`` ``(n, D)``.
+
+    The SRM solvers touch ``C`` only through ``C @ W``, traces and its top eigenvectors.
+    With at least as many samples as features (``n ≥ D``) ``C`` is formed once
+    (``O(n D²)``) and each product costs ``O(D² k)``; with fewer (``n < D``, the usual
+    case for wide layers and a few thousand probe images) ``C`` is rank-deficient and
+    only ``Z`` is kept: ``C W = Zᵀ(Z W)`` costs ``O(n D k)`` and the top eigenvectors
+    are the leading right singular vectors of ``Z`` (an ``O(n² D)`` SVD instead of an
+    ``O(D³)`` eigendecomposition). Both give the same ``C`` up to rounding.
+    """
+
+    def __init__(self, C: np.ndarray | None = None, *, Z: np.ndarray | None = None):
+        if (C is None) == (Z is None):
+            raise TypeError("CrossProduct takes exactly one of C or Z")
+        if Z is not None and Z.shape[0] >= Z.shape[1]:
+            C, Z = Z.T @ Z, None  # as cheap to form as to keep, and every product is cheaper
+        self.C, self.Z = C, Z
+        self.dim = int(C.shape[0]) if C is not None else int(Z.shape[1])
+        if C is not None and C.shape != (self.dim, self.dim):
+            raise ValueError(f"C must be square; got shape {C.shape}")
+
+    @classmethod
+    def of(cls, Xs: Sequence[np.ndarray], center: bool) -> tuple[CrossProduct, list[np.ndarray]]:
+        """``C`` of ``Z = [X_1 … X_N]`` (columns centred when ``center``), and the means."""
+        means = [X.mean(axis=0) for X in Xs]
+        Z = np.hstack([X - m for X, m in zip(Xs, means, strict=True)] if center else list(Xs))
+        return cls(Z=Z), means
+
+    def __matmul__(self, W: np.ndarray) -> np.ndarray:
+        return self.C @ W if self.C is not None else self.Z.T @ (self.Z @ W)
+
+    def block_trace(self, b: slice = slice(None)) -> float:
+        """``tr C[b, b]``: the sum of squares of the block's columns."""
+        if self.C is not None:
+            return float(np.trace(self.C[b, b]))
+        Zb = self.Z[:, b]
+        return float(np.vdot(Zb, Zb))
+
+    def top_eigvecs(self, k: int) -> np.ndarray:
+        """The ``k`` leading eigenvectors of ``C`` ``(D, k)``, by decreasing eigenvalue."""
+        if self.Z is not None:
+            # k > n needs null-space directions too (arbitrary, as eigh's would be)
+            _, _, Vt = np.linalg.svd(self.Z, full_matrices=k > self.Z.shape[0])
+            return Vt[:k].T
+        D = self.dim
+        if 4 * k <= D:  # a partial decomposition pays off only for a small fraction
+            _, V = scipy.linalg.eigh(self.C, subset_by_index=[D - k, D - 1], check_finite=False)
+        else:
+            _, V = np.linalg.eigh(self.C)
+            V = V[:, D - k :]
+        return V[:, ::-1]
+
+
+def _as_cross(C: np.ndarray | CrossProduct) -> CrossProduct:
+    return C if isinstance(C, CrossProduct) else CrossProduct(np.asarray(C, dtype=float))
 
 
 def _check_blocks(
-    C: np.ndarray, dims: Sequence[int], k: int | None
+    C: CrossProduct, dims: Sequence[int], k: int | None
 ) -> tuple[list[int], list[slice], int]:
     dims = [int(d) for d in dims]
     N, D = len(dims), int(sum(dims))
     if N < 2:
         raise ValueError(f"SRM needs at least 2 networks; got {N}")
-    if C.shape != (D, D):
-        raise ValueError(f"C has shape {C.shape}; the widths {dims} need ({D}, {D})")
+    if C.dim != D:
+        raise ValueError(f"C has shape {(C.dim, C.dim)}; the widths {dims} need ({D}, {D})")
     k = resolve_k(k, dims)
     edges = np.concatenate([[0], np.cumsum(dims)])
     blocks = [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
@@ -93,11 +143,11 @@ def _check_blocks(
 
 
 def _initial_maps(
-    C: np.ndarray, dims: list[int], blocks: list[slice], k: int, init: str, seed: int
+    C: CrossProduct, dims: list[int], blocks: list[slice], k: int, init: str, seed: int
 ) -> np.ndarray:
     """Stacked initial ``W_i`` (module docstring: ``pca`` or ``random``)."""
     if init == "pca":
-        V = _top_eigvecs(C, k)
+        V = C.top_eigvecs(k)
         return np.vstack([polar(V[b]) for b in blocks])
     if init == "random":
         rng = np.random.default_rng(seed)
@@ -106,7 +156,7 @@ def _initial_maps(
 
 
 def solve_srm(
-    C: np.ndarray,
+    C: np.ndarray | CrossProduct,
     dims: Sequence[int],
     k: int | None = None,
     *,
@@ -117,18 +167,20 @@ def solve_srm(
 ) -> SRMSolution:
     """Deterministic SRM from the block cross-product matrix ``C = ZᵀZ`` (module docstring).
 
-    ``dims`` are the widths ``d_i`` of the blocks of ``C`` (``Σ d_i = C.shape[0]``).
+    ``C`` is the ``(D, D)`` array or a :class:`CrossProduct`; ``dims`` are the widths
+    ``d_i`` of its blocks (``Σ d_i = D``).
     ``objective[t] = Σ_i ||X_i − S W_iᵀ||²`` for the maps after ``t`` updates (``S`` the
     optimal shared response for them); ``objective[0]`` is the initialisation's. It
     stops after ``max_iter`` updates, or when one update lowers the objective by at
     most ``tol · tr C`` (``converged=True``; an update that would raise it by rounding is
     discarded and also counts as converged).
     """
+    C = _as_cross(C)
     dims, blocks, k = _check_blocks(C, dims, k)
     N = len(dims)
     W = _initial_maps(C, dims, blocks, k, init, seed)
 
-    total = float(np.trace(C))
+    total = C.block_trace()
     G = C @ W
     f = total - float(np.vdot(W, G)) / N
     history = [max(f, 0.0)]  # a sum of squares; rounding can take the difference below 0
@@ -171,7 +223,7 @@ RHO2_FLOOR = 1e-10
 
 
 def solve_srm_prob(
-    C: np.ndarray,
+    C: np.ndarray | CrossProduct,
     dims: Sequence[int],
     n: int,
     k: int | None = None,
@@ -196,16 +248,17 @@ def solve_srm_prob(
     variance per feature. Stops after ``max_iter`` steps or when a step raises the
     log-likelihood by at most ``tol · n · Σ d_i`` (``converged=True``).
     """
+    C = _as_cross(C)
     dims, blocks, k = _check_blocks(C, dims, k)
     D = sum(dims)
-    total = float(np.trace(C))
+    total = C.block_trace()
     if n < 2 or total <= 0.0:
         raise ValueError(
             "every representation is constant: the probabilistic SRM's noise variances "
             "are undefined"
         )
     W = _initial_maps(C, dims, blocks, k, init, seed)
-    tr = np.array([float(np.trace(C[b, b])) for b in blocks])
+    tr = np.array([C.block_trace(b) for b in blocks])
     d = np.array(dims, dtype=float)
     floor = RHO2_FLOOR * total / (n * D)
     rho2 = np.maximum(tr / (n * d), floor)
@@ -254,13 +307,6 @@ def solve_srm_prob(
     )
 
 
-def concat_cross(Xs: Sequence[np.ndarray], center: bool) -> tuple[np.ndarray, list[np.ndarray]]:
-    """``C = ZᵀZ`` of ``Z = [X_1 … X_N]`` (columns centred when ``center``), and the means."""
-    means = [X.mean(axis=0) for X in Xs]
-    Z = np.hstack([X - m for X, m in zip(Xs, means, strict=True)] if center else list(Xs))
-    return Z.T @ Z, means
-
-
 class SharedResponseModel(Alignment):
     """Common machinery of the SRM alignments (not a plugin: it has no ``name``).
 
@@ -294,7 +340,7 @@ class SharedResponseModel(Alignment):
     def _fit_arrays(self, arrays: list[np.ndarray]) -> None:
         dims = [X.shape[1] for X in arrays]
         resolve_k(self.k, dims)  # fail before the O(n D²) product
-        C, means = concat_cross(arrays, self.center)
+        C, means = CrossProduct.of(arrays, self.center)
         self.means_ = means
         self._solve(C, dims, arrays[0].shape[0])
         Xs = [X - m for X, m in zip(arrays, means, strict=True)] if self.center else arrays
@@ -307,13 +353,13 @@ class SharedResponseModel(Alignment):
             sxx = sxx + m.n * np.outer(m.mean_x, m.mean_x)
             syy = syy + m.n * np.outer(m.mean_y, m.mean_y)
             sxy = sxy + m.n * np.outer(m.mean_x, m.mean_y)
-        C = np.block([[sxx, sxy], [sxy.T, syy]])
+        C = CrossProduct(np.block([[sxx, sxy], [sxy.T, syy]]))
         self.means_ = [np.asarray(m.mean_x, float), np.asarray(m.mean_y, float)]
         self._solve(C, [m.d_x, m.d_y], m.n)
         self.S_ = None
         return self.map(0, 1)
 
-    def _solve(self, C: np.ndarray, dims: list[int], n: int) -> None:
+    def _solve(self, C: CrossProduct, dims: list[int], n: int) -> None:
         raise TypeError(f"{type(self).__name__} must define _solve(C, dims, n)")
 
     def _shared(self, Xs: list[np.ndarray]) -> np.ndarray:
@@ -390,7 +436,7 @@ class SRM(SharedResponseModel):
         self.init = init
         self.seed = seed
 
-    def _solve(self, C: np.ndarray, dims: list[int], n: int) -> None:
+    def _solve(self, C: CrossProduct, dims: list[int], n: int) -> None:
         sol = solve_srm(
             C, dims, self.k, max_iter=self.max_iter, tol=self.tol, init=self.init, seed=self.seed
         )
@@ -431,7 +477,7 @@ class ProbabilisticSRM(SharedResponseModel):
         self.init = init
         self.seed = seed
 
-    def _solve(self, C: np.ndarray, dims: list[int], n: int) -> None:
+    def _solve(self, C: CrossProduct, dims: list[int], n: int) -> None:
         sol = solve_srm_prob(
             C,
             dims,

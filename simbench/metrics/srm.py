@@ -46,7 +46,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import NonNegativeFloat, NonNegativeInt, PositiveInt, confloat
 
-from simbench.alignments.srm import concat_cross, resolve_k, solve_srm
+from simbench.alignments.srm import CrossProduct, resolve_k, solve_srm
 from simbench.metrics.base import Metric
 from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
 from simbench.plugin import Invariance, Score
@@ -167,8 +167,8 @@ def srm_fit_quality(
     # lies in its network's training row space (identified) when n_train <= d_i
     k = resolve_k(k, dims) if k is not None else min(min(dims), train.size - 1)
 
-    C, _ = concat_cross([X[train] for X in arrays], center=True)
-    total_train = float(np.trace(C))
+    C, _ = CrossProduct.of([X[train] for X in arrays], center=True)
+    total_train = C.block_trace()
     if total_train <= 0.0:
         raise ValueError("every representation is constant on the training samples")
     sol = solve_srm(C, dims, k, max_iter=max_iter, tol=tol, init="pca")
