@@ -210,6 +210,28 @@ def test_control_ordering_fraction_and_detail() -> None:
     assert d["holds"].tolist() == [True, False, True]
 
 
+def test_control_ordering_shows_random_labels_without_scoring_them() -> None:
+    """A random_labels pair (rla vs rlb) at 0.95 would break seed > … if it were scored."""
+    rows = control_rows() + [
+        row(
+            metric="ctl",
+            relation="random_labels",
+            model_a="r@0",
+            model_b="r@1",
+            layer_a=layer,
+            layer_b=layer,
+            value=0.95,
+        )
+        for layer in ("conv1", "conv2")
+    ]
+    summary, detail = control_ordering(frame(rows), LAYERS)
+    assert summary.set_index("metric").at["ctl", "control_ordering"] == pytest.approx(2 / 3)
+    d = detail[detail["metric"] == "ctl"].set_index("layer")
+    assert d["random_labels"].iloc[:2].tolist() == pytest.approx([0.95, 0.95])
+    assert np.isnan(d.at["conv3", "random_labels"])
+    assert d["holds"].tolist() == [True, False, True]
+
+
 def test_relation_means_error_bars() -> None:
     """Two pairs a, b without stderr: mean (a+b)/2, error |a−b|/2 (sd/√2 with ddof=1)."""
     rows = [row(value=0.6), row(value=0.9, model_b="m@2")]

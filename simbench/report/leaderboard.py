@@ -32,6 +32,9 @@ import pandas as pd
 
 #: relations of the control ordering, most similar first (GM Fig. 4)
 CONTROL_ORDER = ("seed", "dataset", "labels")
+#: shown beside the ordering but not scored: MATH.md asks that two random-label
+#: realisations "agree in early layers", and leaves "agree" and "early" undefined
+CONTROL_CONTEXT = ("random_labels",)
 #: scores this close count as a tie (both for "most similar layer" and for ranks)
 TIE_TOL = 1e-9
 
@@ -218,9 +221,9 @@ def control_ordering(df: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, 
     (increasing for a distance, ``higher_is_better = False``). Summary columns:
     metric, alignment, control_ordering (fraction of such layers, NaN if none),
     control_held, control_layers. Detail: metric, alignment, layer, one column per
-    relation (mean), holds.
+    relation (mean; also ``random_labels``, shown but not scored), holds.
     """
-    means = relation_means(df[df["relation"].isin(CONTROL_ORDER)])
+    means = relation_means(df[df["relation"].isin(CONTROL_ORDER + CONTROL_CONTEXT)])
     summary, detail = [], []
     for (metric, alignment), rows in df.groupby(_group_keys(), sort=False):
         sign = _direction(rows)
@@ -234,6 +237,7 @@ def control_ordering(df: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, 
                 vals = [(r, v) for r, v in vals if np.isfinite(v)]
                 rec: dict[str, Any] = {"metric": metric, "alignment": alignment, "layer": layer}
                 rec.update({r: v for r, v in vals})
+                rec.update({r: table.at[layer, r] for r in CONTROL_CONTEXT if r in table.columns})
                 if len(vals) >= 2:
                     s = [sign * v for _, v in vals]
                     ok = all(a > b for a, b in itertools.pairwise(s))
@@ -252,7 +256,7 @@ def control_ordering(df: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, 
                 "control_layers": total,
             }
         )
-    cols = ["metric", "alignment", "layer", *CONTROL_ORDER, "holds"]
+    cols = ["metric", "alignment", "layer", *CONTROL_ORDER, *CONTROL_CONTEXT, "holds"]
     det = pd.DataFrame(detail)
     det = det.reindex(columns=cols) if not det.empty else pd.DataFrame(columns=cols)
     return pd.DataFrame(

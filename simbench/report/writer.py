@@ -15,6 +15,7 @@ import pandas as pd
 
 from simbench.report import ReportError, plots
 from simbench.report.leaderboard import (
+    CONTROL_CONTEXT,
     CONTROL_ORDER,
     build_leaderboard,
     layer_order,
@@ -161,8 +162,10 @@ RULE = (
 
 
 def _control_rows(detail: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
-    present = [r for r in CONTROL_ORDER if r in detail.columns and detail[r].notna().any()]
-    headers = ["Metric", "Alignment", "Layer", *present, "Holds"]
+    shown = CONTROL_ORDER + CONTROL_CONTEXT
+    present = [r for r in shown if r in detail.columns and detail[r].notna().any()]
+    names = {"random_labels": "random labels a/b (not scored)"}
+    headers = ["Metric", "Alignment", "Layer", *(names.get(r, r) for r in present), "Holds"]
     rows = []
     for r in detail.itertuples(index=False):
         d = r._asdict()
