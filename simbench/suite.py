@@ -57,7 +57,7 @@ from pydantic import (
 
 from simbench.errors import SimbenchError, UnknownPluginError
 from simbench.registry import Registry, default_registry, suggest
-from simbench.train.config import ModelSpec, PluginRef, TrainConfig
+from simbench.train.config import KEYLESS_TRAIN_FIELDS, ModelSpec, PluginRef, TrainConfig
 
 __all__ = [
     "RELATIONS",
@@ -569,7 +569,8 @@ def _facts(m: _Model) -> dict[str, Any] | None:
     elif kind == "true_labels":
         real = None
     train = spec.train.model_dump(mode="json")
-    train.pop("save_epochs", None)
+    for name in ("save_epochs", *KEYLESS_TRAIN_FIELDS):  # neither changes the final weights
+        train.pop(name, None)
     return {
         "id": m.entry.id,
         "architecture": _canon(spec.architecture.model_dump(mode="json")),

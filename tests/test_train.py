@@ -262,6 +262,26 @@ def test_same_seed_bit_identical_other_seed_differs(tmp_path: Path) -> None:
     )
 
 
+def test_eval_every_skips_test_passes_without_changing_the_weights(tmp_path: Path) -> None:
+    """eval_every=2 over 5 epochs evaluates after epochs 2, 3 (a save_epochs checkpoint),
+    4 and 5 (the last); the weights, losses and the key are those of eval_every=1."""
+    every = train(tiny_spec(epochs=5, eval_every=1), tmp_path / "a", progress=False)
+    spec = tiny_spec(epochs=5, eval_every=2, save_epochs=(3,))
+    sparse = train(spec, tmp_path / "b", progress=False)
+    assert_identical(weights(every), weights(sparse))
+    h1 = json.loads(sidecar_path(every).read_text())["history"]
+    h2 = json.loads(sidecar_path(sparse).read_text())["history"]
+    assert [h["test_accuracy"] is not None for h in h2] == [False, True, True, True, True]
+    for a, b in zip(h1, h2, strict=True):
+        assert a["train_loss"] == b["train_loss"]
+        if b["test_accuracy"] is not None:
+            assert (a["test_accuracy"], a["test_loss"]) == (b["test_accuracy"], b["test_loss"])
+    meta = json.loads(sidecar_path(sparse).read_text())
+    assert meta["test_accuracy"] == h1[-1]["test_accuracy"]
+    assert spec.key() == tiny_spec(epochs=5, save_epochs=(3,)).key()
+    assert spec.key() != tiny_spec(epochs=5).key()  # save_epochs is part of the key
+
+
 def test_training_learns_and_keeps_frozen_filters(tmp_path: Path) -> None:
     spec = tiny_spec(epochs=4, lr=0.1, lr_step=10)
     path = train(spec, tmp_path, progress=False)

@@ -17,6 +17,10 @@ class PluginRef(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+#: TrainConfig fields that do not change the trained weights: not part of ModelSpec.key()
+KEYLESS_TRAIN_FIELDS = ("eval_every",)
+
+
 class TrainConfig(BaseModel):
     """Training hyper-parameters; defaults are Guth & Ménard appendix B.3.
 
@@ -38,6 +42,10 @@ class TrainConfig(BaseModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU
     save_epochs: tuple[int, ...] = ()  # extra checkpoints (learning dynamics, Raghu Fig. 4)
     max_train_images: PositiveInt | None = None  # deterministic prefix, for quick runs
+    # evaluate on the test split every N epochs (always after the last epoch and at each
+    # save_epochs checkpoint); on a CPU a full test pass can cost as much as an epoch of
+    # training. Evaluation leaves the weights unchanged, so this is not part of the key.
+    eval_every: PositiveInt = 1
 
 
 class ModelSpec(BaseModel):
@@ -50,7 +58,9 @@ class ModelSpec(BaseModel):
     train: TrainConfig = Field(default_factory=TrainConfig)
 
     def key(self) -> str:
-        """Content address: a hash of every field (device and precision included, since
-        bf16 on a GPU gives other weights than fp32 on a CPU)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """Content address: a hash of every field that can change the weights (device and
+        precision included, since bf16 on a GPU gives other weights than fp32 on a CPU;
+        ``train.eval_every`` left out)."""
+        data = self.model_dump(mode="json", exclude={"train": set(KEYLESS_TRAIN_FIELDS)})
+        blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

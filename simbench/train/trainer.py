@@ -450,16 +450,22 @@ def train(
                     bar=bar,
                 )
                 seconds = time.perf_counter() - t0
-                test_loss, test_acc = evaluate(
-                    model,
-                    data.x_test,
-                    data.y_test,
-                    data.mean,
-                    data.std,
-                    batch_size=max(2 * cfg.batch_size, 256),
-                    autocast_dtype=amp,
-                    memory_format=mformat,
-                )
+                test_loss = test_acc = None
+                if (
+                    (epoch + 1) % cfg.eval_every == 0
+                    or epoch + 1 == cfg.epochs
+                    or epoch + 1 in cfg.save_epochs
+                ):
+                    test_loss, test_acc = evaluate(
+                        model,
+                        data.x_test,
+                        data.y_test,
+                        data.mean,
+                        data.std,
+                        batch_size=max(2 * cfg.batch_size, 256),
+                        autocast_dtype=amp,
+                        memory_format=mformat,
+                    )
                 record = {
                     "epoch": epoch + 1,
                     "lr": lr,
@@ -472,16 +478,17 @@ def train(
                 }
                 history.append(record)
                 done = epoch + 1
+                tested = f" test acc {test_acc:.4f}" if test_acc is not None else ""
                 msg = (
                     f"epoch {done}/{cfg.epochs}: lr {lr:.2g} loss {train_loss:.4f} "
-                    f"acc {train_acc:.4f} test acc {test_acc:.4f} "
-                    f"({record['images_per_second']:.0f} img/s)"
+                    f"acc {train_acc:.4f}{tested} ({record['images_per_second']:.0f} img/s)"
                 )
                 log.info(msg)
                 if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{train_loss:.3f}", acc=f"{train_acc:.3f}", test=f"{test_acc:.3f}"
-                    )
+                    post = {"loss": f"{train_loss:.3f}", "acc": f"{train_acc:.3f}"}
+                    if test_acc is not None:
+                        post["test"] = f"{test_acc:.3f}"
+                    bar.set_postfix(**post)
                     bar.write(msg)
                 if done in cfg.save_epochs:
                     save_checkpoint(
