@@ -304,16 +304,31 @@ def test_irsm_wrsm_correlation_zero_rows_and_constant():
     )
     ones = [np.ones((6, 2)) / np.sqrt(2)] * 2  # every pattern identical: constant RSMs
     assert irsm_wrsm_correlation(ones, ones) is None
+    wide = [np.ones((3, 4)) / 2.0] * 2  # n = 3 < 8 features: the n×n form, same answer
+    assert irsm_wrsm_correlation(wide, wide) is None
 
 
-def test_metric_native_baseline_matches_brute_force(rng):
-    X = rng.normal(size=(60, 5))
-    Y = X @ ortho_group.rvs(5, random_state=1) + 0.5 * rng.normal(size=(60, 5))
-    out = srm_fit_quality([X, Y])
-    _, test = split_indices(60)
+@pytest.mark.parametrize("d", [5, 40])  # n_test = 30 >= 2d (products) and < 2d (n×n RSMs)
+def test_metric_details_match_brute_force_in_both_regimes(rng, d):
+    X = rng.normal(size=(60, d))
+    Y = X @ ortho_group.rvs(d, random_state=1) + 0.5 * rng.normal(size=(60, d))
+    out = srm_fit_quality([X, Y], k=4, max_iter=5)
+    train, test = split_indices(60)
     Xt = [Z[test] - Z[test].mean(0) for Z in (X, Y)]
     np.testing.assert_allclose(
         out["irsm_wrsm_corr_native"], _brute_corr(Xt, Xt, "cosine"), rtol=1e-10
+    )
+    srm = SRM(k=4, max_iter=5).fit_many([X[train], Y[train]])
+    shared = [Z @ W for Z, W in zip(Xt, srm.W_, strict=True)]
+    np.testing.assert_allclose(out["irsm_wrsm_corr"], _brute_corr(Xt, shared, "cosine"), rtol=1e-9)
+    U = [rng.normal(size=(7, d)) for _ in range(3)]  # three networks, n = 7 < 3d
+    U = [u / np.linalg.norm(u, axis=1, keepdims=True) for u in U]
+    V = [u[:, :2] / np.linalg.norm(u[:, :2], axis=1, keepdims=True) for u in U]
+    A = sum(u @ u.T for u in U) / 3
+    B = sum(V[i] @ V[j].T for i in range(3) for j in range(3) if i != j) / 6
+    iu = np.triu_indices(7, 1)
+    np.testing.assert_allclose(
+        irsm_wrsm_correlation(U, V), np.corrcoef(A[iu], B[iu])[0, 1], rtol=1e-10
     )
 
 

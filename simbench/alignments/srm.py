@@ -77,8 +77,9 @@ class CrossProduct:
     (``O(n D²)``) and each product costs ``O(D² k)``; with fewer (``n < D``, the usual
     case for wide layers and a few thousand probe images) ``C`` is rank-deficient and
     only ``Z`` is kept: ``C W = Zᵀ(Z W)`` costs ``O(n D k)`` and the top eigenvectors
-    are the leading right singular vectors of ``Z`` (an ``O(n² D)`` SVD instead of an
-    ``O(D³)`` eigendecomposition). Both give the same ``C`` up to rounding.
+    are the leading right singular vectors of ``Z``, from the top eigenpairs of the
+    ``(n, n)`` Gram ``Z Zᵀ`` when ``k ≤ n/4`` (else an SVD of ``Z``), ``O(n² D)`` instead of
+    an ``O(D³)`` eigendecomposition. Both give the same ``C`` up to rounding.
     """
 
     def __init__(self, C: np.ndarray | None = None, *, Z: np.ndarray | None = None):
@@ -111,8 +112,15 @@ class CrossProduct:
     def top_eigvecs(self, k: int) -> np.ndarray:
         """The ``k`` leading eigenvectors of ``C`` ``(D, k)``, by decreasing eigenvalue."""
         if self.Z is not None:
+            Z, n = self.Z, self.Z.shape[0]
+            if 4 * k <= n:  # a few leading directions: from the (n, n) Gram, O(n² D)
+                w, U = scipy.linalg.eigh(Z @ Z.T, subset_by_index=[n - k, n - 1])
+                # V = Zᵀ U Λ^(-1/2) is exact while every kept eigenvalue stands clear of
+                # rounding; otherwise (rank below k) fall through to the SVD
+                if w[0] > n * np.finfo(float).eps * w[-1]:
+                    return (Z.T @ (U / np.sqrt(w)))[:, ::-1]
             # k > n needs null-space directions too (arbitrary, as eigh's would be)
-            _, _, Vt = np.linalg.svd(self.Z, full_matrices=k > self.Z.shape[0])
+            _, _, Vt = np.linalg.svd(Z, full_matrices=k > n)
             return Vt[:k].T
         D = self.dim
         if 4 * k <= D:  # a partial decomposition pays off only for a small fraction

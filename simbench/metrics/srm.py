@@ -26,7 +26,8 @@ mean, ``Xc_i``:
   is ``wRSM = (1/N) Σ_i U_i U_iᵀ`` and the mean inter-network RSM in the shared space
   is ``iRSM = 1/(N(N−1)) Σ_{i≠j} V_i V_jᵀ`` (symmetric, as every ordered pair is
   included). The detail is the Pearson correlation of their strict upper triangles,
-  computed from ``(d × d)``-sized products without forming any ``n×n`` matrix.
+  computed from the ``n×n`` matrices when ``n < Σ d_i`` and otherwise from ``(d × d)``-sized
+  products without forming any ``n×n`` matrix (:func:`irsm_wrsm_correlation`).
   ``irsm_wrsm_corr_native`` is the same with ``V_i = U_i`` (no alignment; only when all
   widths agree), the paper's "native space" baseline.
 
@@ -91,37 +92,71 @@ def irsm_wrsm_correlation(U: Sequence[np.ndarray], V: Sequence[np.ndarray]) -> f
     """Pearson correlation of the strict upper triangles of ``wRSM`` and ``iRSM``.
 
     ``wRSM = (1/N) Σ_i U_i U_iᵀ`` and ``iRSM = 1/(N(N−1)) Σ_{i≠j} V_i V_jᵀ`` for
-    row-normalised ``U_i (n, d_i)`` and ``V_i (n, k)``; every sum over the ``n×n``
-    entries is reduced to Frobenius norms of ``d×d``-sized products. ``None`` when
-    either triangle is constant (the correlation is undefined).
+    row-normalised ``U_i (n, d_i)`` and ``V_i (n, k)``. With fewer patterns than features
+    (``n < Σ d_i``) the two ``n×n`` matrices are formed (``O(n² Σ d_i)``); otherwise every
+    sum over their entries is reduced to Frobenius norms of ``d×d``-sized products
+    (``O(n (Σ d_i)²)``, memory independent of ``n``). Both are exact. ``None`` when either
+    triangle is constant (the correlation is undefined).
     """
-    Ucat, Vcat = np.hstack(list(U)), np.hstack(list(V))
-    return _corr_from_products(Ucat, Ucat.T @ Ucat, Vcat, Vcat.T @ Vcat, Ucat.T @ Vcat, len(U))
+    return _rsm_corr(np.hstack(list(U)), np.hstack(list(V)), len(U))
 
 
-def _corr_from_products(
-    Ucat: np.ndarray, Gu: np.ndarray, Vcat: np.ndarray, Gv: np.ndarray, H: np.ndarray, N: int
+def _rsm_corr(
+    Ucat: np.ndarray, Vcat: np.ndarray, N: int, memo: dict[str, np.ndarray] | None = None
 ) -> float | None:
-    """:func:`irsm_wrsm_correlation` from ``Ucat = [U_1 …]``, ``Vcat = [V_1 …]`` and the
-    products ``Gu = UcatᵀUcat``, ``Gv = VcatᵀVcat``, ``H = UcatᵀVcat``."""
+    """:func:`irsm_wrsm_correlation` of ``Ucat = [U_1 …]`` and ``Vcat = [V_1 …]``.
+
+    ``memo`` keeps the products of ``Ucat`` alone between calls with the same ``Ucat``
+    (the metric's shared-space and native-space details); ``Vcat is Ucat`` reuses them.
+    """
+    memo = {} if memo is None else memo
+    same = Vcat is Ucat
     n, k = Ucat.shape[0], Vcat.shape[1] // N
     c = 1.0 / (N * (N - 1))
     Vs = [Vcat[:, j * k : (j + 1) * k] for j in range(N)]
     Vsum = sum(Vs[1:], Vs[0].copy())
+    if n < Ucat.shape[1]:
+        if "A" not in memo:
+            memo["A"] = (Ucat @ Ucat.T) / N
+        A = memo["A"]
+        B = c * (Vsum @ Vsum.T - (N * A if same else Vcat @ Vcat.T))
+        da, db = np.diag(A).copy(), np.diag(B).copy()
+        return _upper_triangle_corr(
+            n, float(A.sum()), float(B.sum()), _sq(A), _sq(B), float(np.vdot(A, B)), da, db
+        )
     # wRSM
     diag_a = np.einsum("ij,ij->i", Ucat, Ucat) / N
     sum_a = _sq(Ucat.sum(axis=0)) / N
+    if "Gu" not in memo:
+        memo["Gu"] = Ucat.T @ Ucat
+    Gu = memo["Gu"]
     norm_a = _sq(Gu) / N**2
     # iRSM; Gv's blocks are V_jᵀ V_l, ``rows[j]`` = V_jᵀ Vsum
+    Gv = Gu if same else Vcat.T @ Vcat
     diag_b = c * (np.einsum("ij,ij->i", Vsum, Vsum) - np.einsum("ij,ij->i", Vcat, Vcat))
     sum_b = c * (_sq(Vsum.sum(axis=0)) - sum(_sq(Vj.sum(axis=0)) for Vj in Vs))
     rows = [Gv[j * k : (j + 1) * k].reshape(k, N, k).sum(axis=1) for j in range(N)]
     norm_b = c**2 * (_sq(sum(rows)) - 2.0 * sum(_sq(R) for R in rows) + _sq(Gv))
     # <wRSM, iRSM> = (c/N) (||Σ_j H_j||² − Σ_j ||H_j||²), H_j = Ucatᵀ V_j
-    Hs = [H[:, j * k : (j + 1) * k] for j in range(N)]
+    Hs = [Gu[:, j * k : (j + 1) * k] if same else Ucat.T @ Vj for j, Vj in enumerate(Vs)]
     inner = c / N * (_sq(sum(Hs[1:], Hs[0].copy())) - sum(_sq(Hj) for Hj in Hs))
-    # strict upper triangle (both matrices are symmetric): halve the off-diagonal sums
-    m = n * (n - 1) / 2.0
+    return _upper_triangle_corr(n, sum_a, sum_b, norm_a, norm_b, inner, diag_a, diag_b)
+
+
+def _upper_triangle_corr(
+    n: int,
+    sum_a: float,
+    sum_b: float,
+    norm_a: float,
+    norm_b: float,
+    inner: float,
+    diag_a: np.ndarray,
+    diag_b: np.ndarray,
+) -> float | None:
+    """Pearson correlation of the strict upper triangles of symmetric ``A``, ``B`` (n×n)
+    from the sums of all their entries, of their squares and of ``A∘B``, and their
+    diagonals; ``None`` when either triangle is constant."""
+    m = n * (n - 1) / 2.0  # both symmetric: the strict upper triangle is half the off-diagonal
     mean_a = 0.5 * (sum_a - diag_a.sum()) / m
     mean_b = 0.5 * (sum_b - diag_b.sum()) / m
     sq_a = 0.5 * (norm_a - _sq(diag_a)) / m  # mean squared entry
@@ -182,10 +217,10 @@ def srm_fit_quality(
 
     Ucat = np.hstack([_rows_normalised(X, rsm) for X in Xt])
     Vcat = np.hstack([_rows_normalised(Z, rsm) for Z in shared])
-    Gu = Ucat.T @ Ucat
-    corr = _corr_from_products(Ucat, Gu, Vcat, Vcat.T @ Vcat, Ucat.T @ Vcat, N)
-    # native space: V_i = U_i, so every product is Gu
-    native = _corr_from_products(Ucat, Gu, Ucat, Gu, Gu, N) if len(set(dims)) == 1 else None
+    memo: dict[str, np.ndarray] = {}
+    corr = _rsm_corr(Ucat, Vcat, N, memo)
+    # native space (the paper's baseline): V_i = U_i
+    native = _rsm_corr(Ucat, Ucat, N, memo) if len(set(dims)) == 1 else None
     return {
         "variance_explained": min(float(explained), 1.0),  # <= 1 but for rounding
         "irsm_wrsm_corr": corr,
