@@ -207,7 +207,10 @@ def test_factored_cross_product_equals_dense(rng, k):
     q = solve_srm_prob(dense, [14, 16], 20, k, max_iter=10)
     np.testing.assert_allclose(p.loglik, q.loglik, rtol=1e-9)
     # with at least as many samples as features the product is formed at once
-    assert CrossProduct(Z=rng.normal(size=(40, 30))).C is not None
+    Z = rng.normal(size=(40, 30))
+    tall = CrossProduct(Z=Z)
+    assert tall.Z is None
+    np.testing.assert_allclose(tall.C, Z.T @ Z, rtol=1e-13)
 
 
 # -- the metric -------------------------------------------------------------------------------
