@@ -10,6 +10,7 @@ least the first three layers (GM Fig. 4).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pandas as pd
@@ -33,7 +34,7 @@ def test_committed_leaderboard_is_what_the_code_computes(run) -> None:
     df, meta, checks = run
     board, _ = build_leaderboard(df, meta, checks)
     committed = pd.read_csv(RUN / "leaderboard.csv", keep_default_na=True)
-    fresh = pd.read_csv(pd.io.common.StringIO(board.to_csv(index=False)), keep_default_na=True)
+    fresh = pd.read_csv(io.StringIO(board.to_csv(index=False)), keep_default_na=True)
     pd.testing.assert_frame_equal(fresh, committed, check_exact=False, rtol=1e-12)
 
 

@@ -120,9 +120,15 @@ def _rsm_corr(
             memo["A"] = (Ucat @ Ucat.T) / N
         A = memo["A"]
         B = c * (Vsum @ Vsum.T - (N * A if same else Vcat @ Vcat.T))
-        da, db = np.diag(A).copy(), np.diag(B).copy()
         return _upper_triangle_corr(
-            n, float(A.sum()), float(B.sum()), _sq(A), _sq(B), float(np.vdot(A, B)), da, db
+            n,
+            float(A.sum()),
+            float(B.sum()),
+            _sq(A),
+            _sq(B),
+            float(np.vdot(A, B)),
+            np.diag(A),
+            np.diag(B),
         )
     # wRSM
     diag_a = np.einsum("ij,ij->i", Ucat, Ucat) / N
