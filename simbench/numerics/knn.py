@@ -82,7 +82,10 @@ def _select(key: np.ndarray, k: int) -> np.ndarray:
     less = key < kth
     need = k - less.sum(axis=1, keepdims=True)
     eq = key == kth
-    take = less | (eq & (np.cumsum(eq, axis=1) <= need))
+    tied = np.flatnonzero(eq.sum(axis=1) > need[:, 0])  # more ties at the k-th key than places
+    if tied.size:
+        eq[tied] &= np.cumsum(eq[tied], axis=1) <= need[tied]
+    take = less | eq
     cols = np.nonzero(take)[1].reshape(b, k)  # ascending index within each row
     order = np.argsort(np.take_along_axis(key, cols, axis=1), axis=1, kind="stable")
     return np.take_along_axis(cols, order, axis=1)
