@@ -4,8 +4,10 @@ The neighbourhood metrics (``simbench.metrics.neighbours``) compare the kNN sets
 samples (rows) of two representations. Here ``X (n, d)`` is split into blocks of
 ``block_size`` rows; each block's ``block_size × n`` similarity rows are formed with one
 matrix product, reduced to the ``k`` nearest indices, and dropped, so peak memory is
-``O(n·k + block_size·n)`` floats (never the full ``n×n`` matrix unless
-``block_size ≥ n``). The search is exact (no approximate index).
+``O(n·k + block_size·n)`` floats: the ``n×k`` result plus about two float64 blocks and
+a few boolean masks of one block (never the full ``n×n`` matrix unless
+``block_size ≥ n``). The default ``block_size`` makes one block ``2²²`` floats (32 MiB).
+The search is exact (no approximate index).
 
 Distances (``distance``):
 
