@@ -322,3 +322,17 @@ def test_euclidean_claims_translation_cosine_does_not(name):
         assert euc(Xi, Y) == pytest.approx(euc(X, Y), abs=1e-12)
     Xl = transform(X, Invariance.INVERTIBLE_LINEAR, np.random.default_rng(3))
     assert abs(euc(Xl, Y) - euc(X, Y)) > 1e-3
+
+
+def test_cknna_nonpositive_self_hsic_is_a_value_error():
+    # found by search: with n = 5, k = 3 the masked kernel of Y is far from symmetric and
+    # its unbiased self-HSIC is negative (platonic-rep returns NaN from the square root)
+    rng = np.random.default_rng(1864)
+    n = int(rng.integers(5, 12))
+    k = int(rng.integers(2, n))
+    X, Y = rng.normal(size=(n, 3)), rng.normal(size=(n, 3))
+    assert (n, k) == (5, 3)
+    with pytest.raises(ValueError, match=r"HSIC of Y with itself is -"):
+        simbench.get_metric("cknna", k=k)(X, Y)
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(brute_cknna(X, Y, k))
