@@ -69,6 +69,14 @@ def test_linear_regression_matches_per_fold_ridge_on_full_arrays(folds, alpha):
         assert rel(m(X, Y), ref) < 1e-10, (direction, m(X, Y), ref)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+def test_linear_regression_more_features_than_training_samples(alpha):
+    X, Y = related(4, n=40, dx=60, dy=50)  # 32 training samples per fold
+    m = simbench.get_metric("linear_regression", alpha=alpha)
+    ref = 0.5 * (brute_r2(X, Y, 5, alpha) + brute_r2(Y, X, 5, alpha))
+    assert rel(m(X, Y), ref) < 1e-9, (m(X, Y), ref)
+
+
 def test_linear_regression_details_and_asymmetry():
     X, Y = related(3)
     s = simbench.get_metric("linear_regression").evaluate(X, Y)
@@ -252,6 +260,13 @@ def test_gulp_matches_distance_between_ridge_predictors(lam):
     sq = simbench.get_metric("gulp", lam=lam, squared=True)(X, Y)
     assert rel(sq, ref) < 1e-9, (sq, ref)
     assert rel(simbench.get_metric("gulp", lam=lam)(X, Y), np.sqrt(ref)) < 1e-9
+
+
+@pytest.mark.parametrize("lam", [0.0, 1e-2, 1.0])
+def test_gulp_with_more_features_than_samples(lam):
+    X, Y = related(25, n=40, dx=60, dy=45)
+    ref = brute_gulp2(X, Y, lam)
+    assert rel(simbench.get_metric("gulp", lam=lam, squared=True)(X, Y), ref) < 1e-9
 
 
 def test_gulp_without_ridge_is_ranks_minus_squared_canonical_correlations():
