@@ -214,10 +214,16 @@ def test_linear_regression_validation():
     m = simbench.get_metric("linear_regression", folds=5)
     with pytest.raises(ValueError, match="at least 10"):
         m(X[:9], Y[:9])
-    with pytest.raises(ValueError, match=r"target.*constant"):
-        m(X, np.ones((40, 2)))
-    with pytest.raises(ValueError, match=r"predictor.*constant"):
-        m(np.ones((40, 3)), Y)
+    for c in (1.0, 1 / 3, 1e5):  # centring leaves rounding noise unless c is exact
+        with pytest.raises(ValueError, match="Y is constant"):
+            m(X, np.full((40, 2), c))
+        with pytest.raises(ValueError, match="X is constant"):
+            m(np.full((40, 3), c), Y)
+    # X varies only in one held-out fold: constant on the other folds' training set
+    Xs = np.zeros((40, 3))
+    Xs[7] = 1.0
+    with pytest.raises(ValueError, match=r"predictor\) is constant on the training folds"):
+        m(Xs, Y)
     with pytest.raises(TypeError, match="FoldedMoments"):
         m(Moments.from_arrays(X, Y))
     other = simbench.get_metric("linear_regression", folds=3).accumulator().update(X, Y)
@@ -313,5 +319,8 @@ def test_gulp_streams_and_validates():
     assert rel(g(acc), g(X, Y)) < 1e-10
     with pytest.raises(ValueError):
         simbench.get_metric("gulp", lam=-1.0)
-    with pytest.raises(ValueError, match="constant"):
-        g(np.ones((30, 3)), Y[:30])
+    for c in (1.0, 1 / 3, 1e5):
+        with pytest.raises(ValueError, match="X is constant"):
+            g(np.full((30, 3), c), Y[:30])
+        with pytest.raises(ValueError, match="Y is constant"):
+            g(X[:30], np.full((30, 2), c))

@@ -94,8 +94,18 @@ def ridge_coefficients(sxx: np.ndarray, sxy: np.ndarray, alpha: float) -> np.nda
     return V @ (_inverse_spectrum(s, lam)[:, None] * (V.T @ sxy))
 
 
+def is_constant(m: Moments, side: Literal["x", "y"] = "x") -> bool:
+    """Every column's variance is at the rounding level of its squared mean (or zero).
+
+    The criterion of :func:`simbench.numerics.cca.cholesky_factor`: centring a constant
+    column leaves rounding noise of about ``ε·|mean|`` per entry, not exact zeros.
+    """
+    S, mean = (m.sxx, m.mean_x) if side == "x" else (m.syy, m.mean_y)
+    return bool(np.all(np.diag(S) <= 1e3 * _EPS * m.n * mean**2))
+
+
 def _check_variance(m: Moments, where: str, names: tuple[str, str]) -> None:
-    if not np.trace(m.sxx) > 0:
+    if is_constant(m, "x"):
         raise ValueError(
             f"{names[0]} (the predictor) is constant on {where}: the regression is undefined"
         )
@@ -192,6 +202,10 @@ class LinearRegression(Metric):
                 f"{self.name} with {self.folds} fold(s) needs at least {self.min_samples} "
                 f"samples; got {fm.n}"
             )
+        pooled = fm.pooled()
+        for side, name in (("x", "X"), ("y", "Y")):
+            if is_constant(pooled, side):  # type: ignore[arg-type]
+                raise ValueError(f"{name} is constant: {self.name} is undefined")
         details: dict[str, float] = {}
         if self.direction in ("x_to_y", "both"):
             details["x_to_y"] = cv_r2(fm.parts, self.alpha, ("X", "Y"))
@@ -203,9 +217,10 @@ class LinearRegression(Metric):
 
 def gulp_squared(m: Moments, lam: float) -> float:
     """GULP ``d²_λ`` from paired moments (module docstring)."""
+    for side in ("x", "y"):
+        if is_constant(m, side):  # type: ignore[arg-type]
+            raise ValueError(f"{side.upper()} is constant: GULP is undefined")
     tx, ty = float(np.trace(m.sxx)), float(np.trace(m.syy))
-    if not (tx > 0 and ty > 0):
-        raise ValueError(f"{'X' if not tx > 0 else 'Y'} is constant: GULP is undefined")
     sx, Vx = np.linalg.eigh(m.sxx / tx)
     sy, Vy = np.linalg.eigh(m.syy / ty)
     sx, sy = np.maximum(sx, 0.0), np.maximum(sy, 0.0)
