@@ -21,6 +21,8 @@ METRIC_MODULES = (
     "simbench.metrics.weights",
     "simbench.metrics.srm",
     "simbench.metrics.neighbours",
+    "simbench.metrics.predictivity",
+    "simbench.metrics.dependence",
 )
 ALIGNMENT_MODULES = (
     "simbench.alignments.basic",
