@@ -57,6 +57,7 @@ from pydantic import (
 
 from simbench.errors import SimbenchError, UnknownPluginError
 from simbench.registry import Registry, default_registry, suggest
+from simbench.suite_yaml import MAX_SUITE_BYTES, BoundError, compose_bounded, read_suite_text
 from simbench.train.config import KEYLESS_TRAIN_FIELDS, ModelSpec, PluginRef, TrainConfig
 
 __all__ = [
@@ -590,9 +591,15 @@ class _Doc:
 
     def __init__(self, text: str, file: str):
         self.file = file
+        if len(text) > MAX_SUITE_BYTES:
+            raise SuiteError(
+                [Problem(1, "", f"the suite is over the limit of {MAX_SUITE_BYTES:,} bytes", file)]
+            )
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = compose_bounded(text)  # depth, alias and expansion limits
             data = yaml.SafeLoader("").construct_document(root) if root is not None else None
+        except BoundError as exc:
+            raise SuiteError([Problem(exc.line, "", str(exc), file)]) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 1
@@ -648,10 +655,15 @@ class _Doc:
         return cur
 
     def duplicate_keys(self) -> list[tuple[list[Any], int, int]]:
-        """``(loc, line, first_line)`` of every key repeated in one mapping."""
+        """``(loc, line, first_line)`` of every key repeated in one mapping (a node
+        reached again through an alias is checked once, at its anchor)."""
         out: list[tuple[list[Any], int, int]] = []
+        seen_nodes: set[int] = set()
 
         def walk(node: Any, loc: list[Any]) -> None:
+            if id(node) in seen_nodes:
+                return
+            seen_nodes.add(id(node))
             if isinstance(node, yaml.MappingNode):
                 seen: dict[str, int] = {}
                 for k, v in node.value:
@@ -942,7 +954,9 @@ def load_suite(path: str | os.PathLike, *, registry: Registry | None = None) -> 
     every problem (``FILE:LINE: key.path: what is wrong``)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_suite_text(p)  # regular files of at most MAX_SUITE_BYTES only
+    except BoundError as exc:
+        raise SuiteError([Problem(exc.line, "", str(exc), str(p))]) from None
     except OSError as exc:
         raise SuiteError(
             [Problem(0, "", f"cannot read the suite: {exc.strerror}", str(p))]
@@ -962,8 +976,8 @@ def parse_suite(
     """Validate and expand suite YAML ``text``; relative paths are resolved against
     ``base_dir`` (default: the working directory). See :func:`load_suite`."""
     base = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+    doc = _Doc(text, file)  # before loading the plugins: a bad file is refused at once
     registry = registry or default_registry()
-    doc = _Doc(text, file)
     problems = _Problems(doc)
     data = doc.data
     if data is None:
