@@ -1052,6 +1052,9 @@ def _check_before_compute(data: dict[str, Any], problems: _Problems, base: Path)
     if output is None and isinstance(name, str) and _NAME_RE.match(name):
         output = f"runs/{name}"
     folders = []
+    for key in ("output", "cache"):
+        if data.get(key) == "":
+            problems.add((key,), "an empty path; leave the key out for the default")
     if isinstance(output, str) and output:
         folders.append(
             (("output",) if "output" in data else ("name",), _resolve_path(output, base))
