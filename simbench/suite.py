@@ -1044,6 +1044,13 @@ def _check_before_compute(data: dict[str, Any], problems: _Problems, base: Path)
     from simbench import suite_checks
 
     suite_checks.check_numbers(data, problems.add)
+    seed, draws = data.get("seed", 0), data.get("draws", 1)
+    if (
+        type(seed) is int
+        and type(draws) is int
+        and seed + draws - 1 > suite_checks.INT64_MAX >= seed
+    ):
+        problems.add(("seed",), "seed + draws - 1 (the last draw's seed) must be below 2^63")
     executor = _ref_dict(data.get("executor", "local"))
     elsewhere = executor is not None and executor["name"] != "local"  # e.g. slurm: GPU nodes
     suite_checks.check_devices(data, problems.add, gpu_expected_elsewhere=elsewhere)

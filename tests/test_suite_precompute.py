@@ -182,3 +182,15 @@ def test_dry_run_reports_the_same_problems(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip() == str(exc.value)
     assert f"{path}:2: training.lr:" in proc.stderr and f"{path}:9: output:" in proc.stderr
+
+
+def test_last_draw_seed_fits_64_bits(tmp_path: Path) -> None:
+    got = problems_of(tmp_path, BASE + f"seed: {2**63 - 1}\ndraws: 2\n")
+    assert got == [(9, "seed", "seed + draws - 1 (the last draw's seed) must be below 2^63")]
+
+
+def test_a_model_too_wide_to_build_is_refused(tmp_path: Path) -> None:
+    """Found by scripts/suite_mutants.py: width 250000 passed validation and exhausted the
+    memory while the dry run built the model to list its layers."""
+    got = problems_of(tmp_path, BASE.replace("width: 0.25", "width: 250000"))
+    assert got[0][:2] == (5, "models.0.architecture.params") and "at most 8" in got[0][2]
