@@ -127,6 +127,8 @@ def mutate(data: dict[str, Any], pick: Pick) -> dict[str, Any]:
     """One random edit of a copy of the suite ``data``; ``pick(options)`` chooses."""
     data = copy.deepcopy(data)
     paths = list(_paths(data))
+    models = data.get("models")
+    entries = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
     op = pick(
         [
             "delete",
@@ -172,23 +174,30 @@ def mutate(data: dict[str, Any], pick: Pick) -> dict[str, Any]:
         data[pick(["output", "cache"])] = pick(ODD_PATHS)
     elif op == "dataset":
         where = pick(["probe", "model"])
-        if where == "probe":
-            data.setdefault("probe", {})["dataset"] = pick(ODD_DATASETS)
+        if where == "probe" or not entries:
+            data["probe"] = {"dataset": pick(ODD_DATASETS)}
         else:
-            pick(data["models"])["dataset"] = pick(ODD_DATASETS)
+            pick(entries)["dataset"] = pick(ODD_DATASETS)
     elif op == "layers":
         data["layers"] = pick(ODD_LAYERS)
     elif op == "device":
-        target = pick(
-            [data.setdefault("training", {}), pick(data["models"]).setdefault("train", {})]
-        )
-        target["device"] = pick(["tpu", "cuda", "cuda:3", "gpu", "", 0, "cpu", "auto"])
+        device = pick(["tpu", "cuda", "cuda:3", "gpu", "", 0, "cpu", "auto"])
+        if entries and pick([True, False]):
+            entry = pick(entries)
+            train = entry.get("train")
+            entry["train"] = {**(train if isinstance(train, dict) else {}), "device": device}
+        else:
+            training = data.get("training")
+            data["training"] = {
+                **(training if isinstance(training, dict) else {}),
+                "device": device,
+            }
     elif op == "duplicate":
         section = pick(["models", "metrics", "pairs", "alignments"])
         if isinstance(data.get(section), list) and data[section]:
             data[section].append(copy.deepcopy(pick(data[section])))
-    elif op == "seed":
-        pick(data["models"])["seeds"] = pick([[0, 2**63], [-1], [0, 0], [], [2**63 - 1], [1.5]])
+    elif op == "seed" and entries:
+        pick(entries)["seeds"] = pick([[0, 2**63], [-1], [0, 0], [], [2**63 - 1], [1.5]])
     return data
 
 
