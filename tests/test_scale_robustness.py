@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import simbench
-from simbench.metrics.base import Consumes
+from simbench.metrics.base import Consumes, Metric
 from simbench.plugin import Invariance
 from simbench.registry import default_registry
 
@@ -120,7 +120,19 @@ def _procrustes_reference(X: np.ndarray, Y: np.ndarray) -> float:
     return float(np.arccos(min(1.0, nuc)))
 
 
-REFERENCES = {"cka": _cka_reference, "procrustes_distance": _procrustes_reference}
+def _cca_reference(X: np.ndarray, Y: np.ndarray) -> float:
+    """Mean canonical correlation: the singular values of ``QxᵀQy`` with ``Q`` from the
+    Householder QR of the centred data (Björck & Golub 1973), column-scaling safe."""
+    Qx = np.linalg.qr(X - X.mean(axis=0))[0]
+    Qy = np.linalg.qr(Y - Y.mean(axis=0))[0]
+    return float(np.mean(np.linalg.svd(Qx.T @ Qy, compute_uv=False)))
+
+
+REFERENCES = {
+    "cka": _cka_reference,
+    "procrustes_distance": _procrustes_reference,
+    "cca": _cca_reference,
+}
 
 
 @pytest.mark.parametrize("decades", DECADES)
@@ -131,7 +143,9 @@ def test_value_matches_an_independent_reference(name: str, decades: float) -> No
     if name in REFERENCES:
         assert _close(metric(X, Y), REFERENCES[name](X, Y), 1e-9)
         assert _close(metric(1e200 * X, 1e-200 * Y), REFERENCES[name](X, Y), 1e-9)
-    elif Invariance.INVERTIBLE_LINEAR in metric.claimed_invariances():
+    if name in REFERENCES and Invariance.INVERTIBLE_LINEAR not in metric.claimed_invariances():
+        return
+    if Invariance.INVERTIBLE_LINEAR in metric.claimed_invariances():
         # per-feature scaling is an invertible linear map: the unscaled value is exact;
         # the rounding grows with the conditioning (10^decades)
         X0, Y0 = _inputs(name, 0)
@@ -174,3 +188,36 @@ def test_moments_overflow_is_named() -> None:
     X = np.random.default_rng(2).normal(size=(20, 3))
     with pytest.raises(ValueError, match="overflow float64"):
         simbench.get_metric("cka").accumulator().update(1e200 * X, X)
+
+
+class _Failing(Metric):
+    """A metric whose decomposition fails, or that returns NaN (for the guards)."""
+
+    name = "_failing"
+
+    def __init__(self, mode: str = "lapack"):
+        self.mode = mode
+
+    def _compute(self, X: np.ndarray, Y: np.ndarray) -> float:
+        if self.mode == "lapack":
+            raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        return float("nan")
+
+
+@pytest.mark.parametrize(
+    ("mode", "words"), [("lapack", "failed to converge on these inputs"), ("nan", "gave NaN")]
+)
+def test_lapack_failures_and_nan_become_value_errors(mode: str, words: str) -> None:
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match=words) as exc:
+        _Failing(mode)(X, X)
+    assert "Eigenvalues did not converge" not in str(exc.value)
+
+
+def test_a_metric_not_scale_invariant_refuses_inputs_outside_its_range() -> None:
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    lo, hi = _Failing.input_scale_range
+    with pytest.raises(ValueError, match="outside the range"):
+        _Failing("nan")(X * hi * 10, X)
+    with pytest.raises(ValueError, match="outside the range"):
+        _Failing("nan")(X, X * lo / 100)

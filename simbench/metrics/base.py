@@ -68,24 +68,29 @@ class Metric(Plugin):
         if isinstance(X, Moments):
             if Y is not None:
                 raise TypeError("pass Moments alone: metric(moments)")
-            return _as_score(self.score_moments(X))
+            return self._checked(self.score_moments, X)
         if Y is None:
             raise TypeError(f"{self.name} needs two arguments: metric(X, Y)")
         if self.consumes is Consumes.REPRESENTATIONS:
             X, Y = self.validate(X, Y)
             if all(isinstance(a, np.ndarray) for a in (X, Y)):
                 X, Y = self._fit_scale(X, "X"), self._fit_scale(Y, "Y")
+        return self._checked(self._compute, X, Y)
+
+    def _checked(self, fn: Any, *args: Any) -> Score:
+        """``fn(*args)`` as a :class:`Score`; a LAPACK failure or a NaN becomes a
+        ``ValueError`` that says so (never LAPACK's text, never a silent NaN)."""
         try:
-            score = _as_score(self._compute(X, Y))
-        except np.linalg.LinAlgError as exc:
+            score = _as_score(fn(*args))
+        except np.linalg.LinAlgError:
             raise ValueError(
-                f"{self.name}: the linear algebra failed on these inputs ({exc}); they may be "
-                "extremely ill-conditioned or of extreme magnitude"
+                f"{self.name}: an eigen- or singular-value decomposition failed to converge on "
+                "these inputs: they are extremely ill-conditioned or of extreme magnitude"
             ) from None
         if math.isnan(score.value):
             raise ValueError(
-                f"{self.name} gave NaN on inputs of shapes {np.shape(X)} and {np.shape(Y)}: "
-                "a float64 overflow or a 0/0 inside the metric (a bug: please report it)"
+                f"{self.name} gave NaN on these inputs: a float64 overflow or a 0/0 inside the "
+                "metric (a bug: please report it)"
             )
         return score
 
