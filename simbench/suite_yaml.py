@@ -86,6 +86,16 @@ class BoundedLoader(yaml.SafeLoader):
         self.depth = 0
         self.alias_marks: list[tuple[Any, Any]] = []  # (target node id, mark) per alias use
 
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # the scanner reads ahead of the composer, and its cost per token grows with the
+        # number of open flow collections ('[[[[...'): stop it at the depth limit
+        if self.flow_level >= MAX_DEPTH:
+            line = self.get_mark().line + 1
+            raise BoundError(
+                line, f"nesting deeper than {MAX_DEPTH} levels (a suite needs fewer than 10)"
+            )
+        super().fetch_flow_collection_start(token_class)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(AliasEvent):
             mark = self.peek_event().start_mark

@@ -47,6 +47,8 @@ HOSTILE = {
         MAX_DEPTH + 2,
         "nesting deeper",
     ),
+    "deep_inline_block": ("name: x\nmodels:\n" + "- " * 10_000 + "x\n", 3, "nesting deeper"),
+    "deep_flow_mapping": ("name: x\nm: " + "{a: " * 10_000 + "1" + "}" * 10_000, 2, "nesting"),
     "recursive_alias": ("name: x\nmodels: &a [*a]\nmetrics: [cka]\n", 2, "recursive alias"),
     "alias_chain": (
         "name: x\nc0: &c0 [1]\n"
