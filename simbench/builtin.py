@@ -20,6 +20,9 @@ METRIC_MODULES = (
     "simbench.metrics.rsa",
     "simbench.metrics.weights",
     "simbench.metrics.srm",
+    "simbench.metrics.neighbours",
+    "simbench.metrics.predictivity",
+    "simbench.metrics.dependence",
 )
 ALIGNMENT_MODULES = (
     "simbench.alignments.basic",
