@@ -57,6 +57,7 @@ from pydantic import (
 
 from simbench.errors import SimbenchError, UnknownPluginError
 from simbench.registry import Registry, default_registry, suggest
+from simbench.suite_yaml import MAX_SUITE_BYTES, BoundError, compose_bounded, read_suite_text
 from simbench.train.config import KEYLESS_TRAIN_FIELDS, ModelSpec, PluginRef, TrainConfig
 
 __all__ = [
@@ -590,9 +591,15 @@ class _Doc:
 
     def __init__(self, text: str, file: str):
         self.file = file
+        if len(text) > MAX_SUITE_BYTES:
+            raise SuiteError(
+                [Problem(1, "", f"the suite is over the limit of {MAX_SUITE_BYTES:,} bytes", file)]
+            )
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = compose_bounded(text)  # depth, alias and expansion limits
             data = yaml.SafeLoader("").construct_document(root) if root is not None else None
+        except BoundError as exc:
+            raise SuiteError([Problem(exc.line, "", str(exc), file)]) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 1
@@ -648,10 +655,15 @@ class _Doc:
         return cur
 
     def duplicate_keys(self) -> list[tuple[list[Any], int, int]]:
-        """``(loc, line, first_line)`` of every key repeated in one mapping."""
+        """``(loc, line, first_line)`` of every key repeated in one mapping (a node
+        reached again through an alias is checked once, at its anchor)."""
         out: list[tuple[list[Any], int, int]] = []
+        seen_nodes: set[int] = set()
 
         def walk(node: Any, loc: list[Any]) -> None:
+            if id(node) in seen_nodes:
+                return
+            seen_nodes.add(id(node))
             if isinstance(node, yaml.MappingNode):
                 seen: dict[str, int] = {}
                 for k, v in node.value:
@@ -826,7 +838,15 @@ class _Checker:
             if self.plugin("dataset", base_ref, (*params_loc, "base")) is None:
                 return None
         try:
-            return self.registry.create(kind, ref.name, **ref.params)
+            inst = self.registry.create(kind, ref.name, **ref.params)
+            if kind == "dataset" and callable(getattr(inst, "check", None)):
+                try:
+                    inst.check()  # files exist: before any compute (issue 13)
+                except ValueError as exc:
+                    key = next((k for k in ("root", "path") if k in ref.params), None)
+                    self.problems.add((*params_loc, key) if key else loc, str(exc))
+                    return None
+            return inst
         except ValidationError as exc:
             allowed = [p for p in rec.obj.param_defaults() if p != rec.obj.name_argument]
             for err in exc.errors():
@@ -942,7 +962,9 @@ def load_suite(path: str | os.PathLike, *, registry: Registry | None = None) -> 
     every problem (``FILE:LINE: key.path: what is wrong``)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_suite_text(p)  # regular files of at most MAX_SUITE_BYTES only
+    except BoundError as exc:
+        raise SuiteError([Problem(exc.line, "", str(exc), str(p))]) from None
     except OSError as exc:
         raise SuiteError(
             [Problem(0, "", f"cannot read the suite: {exc.strerror}", str(p))]
@@ -962,8 +984,8 @@ def parse_suite(
     """Validate and expand suite YAML ``text``; relative paths are resolved against
     ``base_dir`` (default: the working directory). See :func:`load_suite`."""
     base = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+    doc = _Doc(text, file)  # before loading the plugins: a bad file is refused at once
     registry = registry or default_registry()
-    doc = _Doc(text, file)
     problems = _Problems(doc)
     data = doc.data
     if data is None:
@@ -988,6 +1010,7 @@ def parse_suite(
     _check_plugins(data, checker)
     # (identity between layers of unequal widths is no validation error: a run-time cell error)
     pairs = _check_pairs(data, models, checker) if models is not None else None
+    _check_before_compute(data, problems, base)  # numbers, devices, output and cache folders
     if problems or suite is None or models is None or pairs is None:
         raise SuiteError(problems.items)
 
@@ -1009,7 +1032,78 @@ def parse_suite(
     for m in models:
         m.entry = suite.models[m.index]
     suite._pairs = pairs
+    _check_layer_names(suite, problems, registry)
+    if problems:
+        raise SuiteError(problems.items)
     return suite
+
+
+def _check_before_compute(data: dict[str, Any], problems: _Problems, base: Path) -> None:
+    """Numbers, devices and writable folders (:mod:`simbench.suite_checks`), on the raw
+    data so that they are reported with every other problem."""
+    from simbench import suite_checks
+
+    suite_checks.check_numbers(data, problems.add)
+    seed, draws = data.get("seed", 0), data.get("draws", 1)
+    if (
+        type(seed) is int
+        and type(draws) is int
+        and seed + draws - 1 > suite_checks.INT64_MAX >= seed
+    ):
+        problems.add(("seed",), "seed + draws - 1 (the last draw's seed) must be below 2^63")
+    executor = _ref_dict(data.get("executor", "local"))
+    elsewhere = executor is not None and executor["name"] != "local"  # e.g. slurm: GPU nodes
+    suite_checks.check_devices(data, problems.add, gpu_expected_elsewhere=elsewhere)
+    name = data.get("name")
+    output = data.get("output")
+    if output is None and isinstance(name, str) and _NAME_RE.match(name):
+        output = f"runs/{name}"
+    folders = []
+    for key in ("output", "cache"):
+        if data.get(key) == "":
+            problems.add((key,), "an empty path; leave the key out for the default")
+    if isinstance(output, str) and output:
+        folders.append(
+            (("output",) if "output" in data else ("name",), _resolve_path(output, base))
+        )
+    cache = data.get("cache")
+    if isinstance(cache, str) and cache:
+        folders.append((("cache",), _resolve_path(cache, base)))
+    suite_checks.check_writable(folders, problems.add)
+
+
+def _check_layer_names(suite: Suite, problems: _Problems, registry: Registry) -> None:
+    """Every name or glob of ``layers`` matches a layer of some model and every model
+    keeps a layer; the layers come from each architecture built on the ``meta`` device
+    (only when ``layers`` is not ``all``: then torch is not imported at load time)."""
+    from simbench import suite_checks
+
+    patterns = suite.layer_patterns()
+    if patterns is None:
+        return
+    by_arch: dict[str, list[str] | None] = {}
+    names: dict[str, list[str]] = {}
+    for mid, m in suite._models.items():
+        if m.spec is None:
+            continue  # a checkpoint without a readable spec: its layers are unknown
+        key = _canon(m.spec.architecture.model_dump(mode="json"))
+        if key not in by_arch:
+            try:
+                arch = registry.create(
+                    "architecture", m.spec.architecture.name, **m.spec.architecture.params
+                )
+                by_arch[key] = suite_checks.layer_names(arch)
+            except Exception:  # not this check's to report: the run says what is wrong
+                by_arch[key] = None
+        if by_arch[key] is not None:
+            names[mid] = by_arch[key]
+    where = ("layers",) if isinstance(suite.layers, str) else None
+    suite_checks.check_layers(
+        patterns,
+        names,
+        lambda loc, msg: problems.add(where or loc, msg),
+        fnmatch.fnmatchcase,
+    )
 
 
 def _kind(value: Any) -> str:

@@ -164,7 +164,22 @@ class Moments:
         if self.fourth:
             self._update_fourth(Xn, Yn, stats[0], stats[2])
         self._merge_stats(nb, *stats)
+        self._check_finite()
         return self
+
+    def _check_finite(self) -> None:
+        """Raise ``ValueError`` naming the overflow when a sum left the float64 range
+        (finite inputs of magnitude ~1e150 and above: their squares overflow)."""
+        parts = {"X": self.sxx, "Y": self.syy, "X and Y": self.sxy}
+        bad = [k for k, v in parts.items() if v is not None and not np.isfinite(v).all()]
+        if not bad and all(np.isfinite(v).all() for v in self._h.values()):
+            return
+        which = bad[0] if bad else "X or Y"
+        raise ValueError(
+            f"the second (or fourth) moments of {which} overflow float64: the inputs are "
+            "too large (magnitude ~1e150 or more); divide them by a constant first (metrics "
+            "invariant to isotropic scaling do this themselves for in-memory inputs)"
+        )
 
     def _merge_stats(self, nb: int, mx, xx, my, yy, xy) -> None:
         if self.n == 0:
