@@ -452,7 +452,10 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         if ckpt is not None:
             side = _sidecar(ckpt)
             sha = side.get("sha256") or sha256_file(ckpt)
-            key = make_key("checkpoint", sha)
+            # foreign weights (sidecar "source"): their preprocessing is not in the weights
+            key = make_key(
+                "checkpoint", sha, *([side["normalization"]] if "source" in side else [])
+            )
             train_key, path = None, Path(ckpt)
             num_classes = int(side.get("num_classes", 10))
             epoch = side.get("epoch", epoch) if epoch is None else epoch
@@ -535,8 +538,9 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         pooled_key = None
         if suite.layer_matrix and a.layers and b.layers:
             pooled_key = make_key(
-                "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version
-            )
+                "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version,
+                *(["maps"] if needs_maps else []),  # + conv maps on the matrix grid (DFT)
+            )  # fmt: skip
         pair = PairNode(a, b, suite.relation(a_ref, b_ref), shared, extract, pooled_key)
         pairs.append(pair)
         for layer in shared:
@@ -572,7 +576,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         for la in a.layers:
             for lb in b.layers:
                 for m in metrics:
-                    if m.consumes is not Consumes.REPRESENTATIONS or m.input_ndim != 2:
+                    if m.consumes is not Consumes.REPRESENTATIONS or m.input_ndim not in (2, 4):
                         continue
                     for d, params in m.draw_params(suite.seed):
                         key = make_key(
