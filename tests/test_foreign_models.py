@@ -1,0 +1,258 @@
+"""Bring your own models (issue 10): any nn.Module, timm/torchvision weights on disk.
+
+Tiny inputs (32×32, a few dozen images) keep every test to seconds on one core.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import simbench
+from simbench.models.foreign import select_layers
+from simbench.models.timm_models import TimmArchitecture
+from simbench.suite import SuiteError
+
+IMAGES = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+#: random-init weights are pure noise: GM shrinkage would leave nothing to compare
+BURES = {"name": "bures_cosine", "params": {"shrinkage": "none"}}
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _timm(seed: int) -> torch.nn.Module:
+    return TimmArchitecture("resnet18").build(10, seed=seed).eval()
+
+
+def _permute_hidden(model: torch.nn.Module, seed: int = 3) -> torch.nn.Module:
+    """A copy with the hidden channels of block layer1.0 (conv1 -> bn1 -> conv2) permuted."""
+    import copy
+
+    out = copy.deepcopy(model)
+    perm = torch.from_numpy(np.random.default_rng(seed).permutation(64))
+    blk = out.layer1[0]
+    with torch.no_grad():
+        blk.conv1.weight.copy_(blk.conv1.weight[perm])
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            t = getattr(blk.bn1, name)
+            t.copy_(t[perm])
+        blk.conv2.weight.copy_(blk.conv2.weight[:, perm])
+    return out
+
+
+def test_permuted_copy_is_identical_to_every_metric():
+    a = _timm(0)
+    b = _permute_hidden(a)
+    assert not torch.equal(a.layer1[0].conv2.weight, b.layer1[0].conv2.weight)
+    df = simbench.compare(
+        a, b, IMAGES, layers=["layer1.0.*", "layer2.0.conv1"], metrics=["cka", "bures_cosine"],
+        alignments=["permutation", "identity"], normalization=NORM,
+    )  # fmt: skip
+    cka = df[df.metric == "cka"].set_index("layer_a").value
+    assert set(cka.index) >= {"layer1.0.conv1", "layer1.0.conv2", "layer1.0.bn1"}
+    np.testing.assert_allclose(cka.to_numpy(), 1.0, atol=1e-9)
+    w = df[(df.metric == "bures_cosine") & (df.layer_a == "layer1.0.conv2")]
+    got = dict(zip(w.alignment, w.value, strict=True))
+    assert got["permutation"] == pytest.approx(1.0, abs=1e-9)  # the maximum: T recovers perm
+    assert got["identity"] < 0.99  # unaligned, the permuted input basis shows
+    convs = df[(df.metric == "bures_cosine") & df.layer_a.str.contains("conv")]
+    assert (convs.init_source_a == "pytorch_default").all() and (convs.error == "").all()
+    blocks = df[(df.metric == "bures_cosine") & (df.layer_a == "layer1.0.bn1")]
+    assert blocks.value.isna().all() and blocks.error.str.contains("no weight").all()
+
+
+def test_different_seeds_lower_and_equal_to_the_suite_path(tmp_path):
+    from safetensors.torch import save_file
+
+    from simbench.runner.stages import ProbeConfig, probe_images
+
+    a, b = _timm(0), _timm(1)
+    for name, m in (("a", a), ("b", b)):
+        save_file(
+            {k: v.contiguous() for k, v in m.state_dict().items()}, tmp_path / f"{name}.safetensors"
+        )
+    layers = ["layer1.0.conv2", "layer2.0.conv2", "fc"]
+    norm = {**NORM, "crop_pct": 1.0}
+    suite = {
+        "name": "seeds",
+        "output": str(tmp_path / "out"),
+        "models": [
+            {"id": m, "architecture": "timm:resnet18", "input_size": 32,
+             "weights": str(tmp_path / f"{m}.safetensors"), "normalization": norm}
+            for m in ("a", "b")
+        ],
+        "probe": {"images": 32, "batch_size": 16},
+        "layers": layers,
+        "alignments": ["procrustes"],
+        "metrics": ["cka", BURES],
+        "executor": {"name": "local", "params": {"workers": 1}},
+    }  # fmt: skip
+    res = simbench.run(suite, report=False, quiet=True)
+    assert (res.error == "").all()
+    images = probe_images(ProbeConfig("embedded", {}, "test", 32, 0, 16, 16))
+    inits = {k: v[1] for k, v in TimmArchitecture("resnet18").init_report(a).items()}
+    df = simbench.compare(
+        a, b, images, layers=layers, metrics=["cka", BURES], alignments=["procrustes"],
+        normalization=NORM, batch_size=16, init_variance=inits,
+    )  # fmt: skip
+    assert (df.init_source_a == "parameter").all()
+    df["metric"] = df.metric.str.replace(r"\(.*", "", regex=True)
+    res["metric"] = res.metric.str.replace(r"\(.*", "", regex=True)
+    key = ["layer_a", "metric"]
+    mine = df.set_index(key).value.sort_index()
+    theirs = res.set_index(key).value.sort_index()
+    np.testing.assert_allclose(
+        mine.to_numpy(), theirs.loc[mine.index].to_numpy(), rtol=0, atol=1e-9
+    )
+    assert (mine.xs("cka", level="metric") < 0.999).all()
+    assert (mine.xs("bures_cosine", level="metric") < 0.999).all()
+
+
+def test_torchvision_script_state_dict_loads_and_a_wrong_one_is_refused(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None, num_classes=7)
+    torch.save(net.state_dict(), tmp_path / "plain.pth")  # as a training script would
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, hf / "model.safetensors")
+    wrong = torchvision.models.vgg11(weights=None, num_classes=7)
+    torch.save({"state_dict": wrong.state_dict()}, tmp_path / "wrong.pt")
+
+    arch = simbench.get_plugin(
+        "architecture", "torchvision:resnet18", weights=str(tmp_path / "plain.pth")
+    )
+    loaded = arch.build(7)
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in net.state_dict().items())
+
+    base = {
+        "name": "tv", "output": str(tmp_path / "out"), "probe": {"images": 16, "batch_size": 16},
+        "layers": ["layer1.0.conv1", "fc"], "metrics": ["cka"],
+        "executor": {"name": "local", "params": {"workers": 1}},
+    }  # fmt: skip
+    models = [
+        {"id": "pt", "architecture": "torchvision:resnet18", "input_size": 32,
+         "weights": str(tmp_path / "plain.pth")},
+        {"id": "hf", "architecture": "torchvision:resnet18", "weights": str(hf), "input_size": 32},
+    ]  # fmt: skip
+    res = simbench.run({**base, "models": models}, report=False, quiet=True)
+    assert len(res) == 2 and (res.error == "").all()
+    np.testing.assert_allclose(res.value, 1.0, atol=1e-9)
+
+    bad = [models[0], {**models[0], "id": "bad", "weights": str(tmp_path / "wrong.pt")}]
+    with pytest.raises(SuiteError) as err:
+        simbench.run({**base, "models": bad}, report=False, quiet=True)
+    msg = str(err.value)
+    assert "models.1.weights" in msg
+    assert "missing keys ['bn1.bias', 'bn1.num_batches_tracked'" in msg
+    assert "unexpected keys ['classifier.0.bias'" in msg
+
+
+def test_vgg_vs_resnet_layer_matrix_has_every_cell():
+    vgg = simbench.get_plugin("architecture", "vgg", width=0.0625).build(10, seed=0)
+    resnet = _timm(0)
+    la = ["features.conv[123]", "classifier.fc"]
+    lb = ["conv1", "layer1.0.conv2", "layer2.*.conv1", "fc"]
+    df = simbench.compare(
+        vgg, resnet, IMAGES[:24], layers=la, layers_b=lb, layer_matrix=True,
+        metrics=["cka", "svcca_dft", "rsa"], normalization=NORM,
+    )  # fmt: skip
+    n_a = len(select_layers(vgg, la))
+    n_b = len(select_layers(resnet, lb))
+    assert (n_a, n_b) == (4, 5)
+    for metric in ("cka", "svcca_dft", "rsa"):
+        sub = df[df.metric == metric]
+        assert len(sub) == n_a * n_b
+        assert len(set(zip(sub.layer_a, sub.layer_b, strict=True))) == n_a * n_b
+        assert (sub.error == "").all(), sub.error.tolist()
+        assert np.isfinite(sub.value).all()
+    with pytest.raises(ValueError, match="paired layers"):
+        simbench.compare(vgg, resnet, IMAGES[:8], layer_matrix=True, metrics=["bures_cosine"])
+
+
+def test_runner_layer_matrix_scores_dft_for_every_layer_pair(tmp_path):
+    from safetensors.torch import save_file
+
+    vgg = simbench.get_plugin("architecture", "vgg", width=0.0625).build(10, seed=0)
+    save_file(
+        {k: v.contiguous() for k, v in vgg.state_dict().items()}, tmp_path / "vgg.safetensors"
+    )
+    save_file(
+        {k: v.contiguous() for k, v in _timm(0).state_dict().items()}, tmp_path / "r18.safetensors"
+    )
+    suite = {
+        "name": "matrix", "output": str(tmp_path / "out"),
+        "models": [
+            {"id": "vgg", "architecture": {"name": "vgg", "params": {"width": 0.0625}},
+             "weights": str(tmp_path / "vgg.safetensors"), "normalization": NORM},
+            {"id": "r18", "architecture": "timm:resnet18",
+             "weights": str(tmp_path / "r18.safetensors"),
+             "normalization": {**NORM, "crop_pct": 1.0}, "input_size": 32},
+        ],
+        "probe": {"images": 24, "batch_size": 24},
+        # shared names are also compared on the diagonal (equal spatial sizes needed there)
+        "layers": ["conv2", "conv3", "layer1.0.conv2", "layer2.0.conv1", "fc"],
+        "layer_matrix": True,
+        "metrics": ["cka", "svcca_dft"],
+        "executor": {"name": "local", "params": {"workers": 1}},
+    }  # fmt: skip
+    res = simbench.run(suite, report=False, quiet=True)
+    pooled = res[res.alignment == "pooled"]
+    for metric in ("cka", "svcca_dft"):
+        sub = pooled[pooled.metric == metric]
+        assert len(sub) == 3 * 3  # vgg: conv2, conv3, fc; resnet: 2 convs and fc
+        assert (sub.error == "").all(), sub.error.tolist()
+        assert np.isfinite(sub.value).all()
+
+
+def test_layer_selection_taps_and_init_variance():
+    class Scaled(torch.nn.Linear):
+        pass
+
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), Scaled(4 * 30 * 30, 5)
+    )
+    names = [s.name for s, _ in select_layers(net, ["0", "1"])]
+    assert names == ["0", "1"]
+    with pytest.raises(ValueError, match=r"\['9\*'\] match no module"):
+        select_layers(net, ["9*"])
+    with pytest.raises(ValueError, match="init variance is unknown"):
+        select_layers(net)
+    spec, source = select_layers(net, "3", init_variance={"3": 0.5})[0]
+    assert (spec.init_variance, source) == (0.5, "parameter")
+    spec, source = select_layers(net, "0", init_variance=None)[0]
+    assert (spec.init_variance, source) == (pytest.approx(1 / (3 * 27)), "pytorch_default")
+    # input tap of layer "3" = output of "2" (flatten): identical representations
+    df_in = simbench.compare(net, net, IMAGES[:8], layers="3", tap="input", init_variance=0.5)
+    df_out = simbench.compare(net, net, IMAGES[:8], layers="2", init_variance=0.5)
+    assert df_in.value.iloc[0] == pytest.approx(1.0) and df_out.value.iloc[0] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="share no selected layer name"):
+        other = torch.nn.Sequential(OrderedDict(lin=torch.nn.Linear(3, 3)))
+        simbench.compare(net, other, IMAGES[:4], init_variance=0.5)
+
+
+def test_probe_resize_center_crop():
+    from simbench.data.resize import resize_center_crop
+
+    x = torch.arange(2 * 3 * 40 * 60, dtype=torch.float64).reshape(2, 3, 40, 60)
+    y = resize_center_crop(x, 32, 0.8)  # shorter side 40 -> 40: no resize, central 32x32
+    assert y.shape == (2, 3, 32, 32)
+    assert torch.equal(y, x[..., 4:36, 14:46])
+    z = resize_center_crop(torch.ones(1, 3, 16, 16), 224, 224 / 256)
+    assert z.shape == (1, 3, 224, 224) and torch.allclose(z, torch.ones_like(z))
+
+
+def test_readme_compare_your_own_models_runs():
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Compare your own models", 1)[1].split("\n## ", 1)[0]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    exec(compile(code.group(1), "README.md", "exec"), {"__name__": "__readme__"})
