@@ -198,8 +198,7 @@ def test_runner_layer_matrix_scores_dft_for_every_layer_pair(tmp_path):
              "normalization": {**NORM, "crop_pct": 1.0}, "input_size": 32},
         ],
         "probe": {"images": 24, "batch_size": 24},
-        # shared names are also compared on the diagonal (equal spatial sizes needed there)
-        "layers": ["conv2", "conv3", "layer1.0.conv2", "layer2.0.conv1", "fc"],
+        "layers": ["conv1", "conv2", "layer1.0.conv2", "fc"],
         "layer_matrix": True,
         "metrics": ["cka", "svcca_dft"],
         "executor": {"name": "local", "params": {"workers": 1}},
@@ -208,9 +207,32 @@ def test_runner_layer_matrix_scores_dft_for_every_layer_pair(tmp_path):
     pooled = res[res.alignment == "pooled"]
     for metric in ("cka", "svcca_dft"):
         sub = pooled[pooled.metric == metric]
-        assert len(sub) == 3 * 3  # vgg: conv2, conv3, fc; resnet: 2 convs and fc
+        assert len(sub) == 3 * 3  # vgg: conv1, conv2, fc; resnet: conv1, layer1.0.conv2, fc
         assert (sub.error == "").all(), sub.error.tolist()
         assert np.isfinite(sub.value).all()
+    # the shared names are compared on the diagonal too: conv1 is 32x32 in the VGG, 16x16
+    # in the ResNet, so that (paired) extraction fails, and the matrix does not depend on it
+    diag = res[res.alignment == "none"]
+    assert set(diag.layer_a) == {"conv1", "fc"}
+    assert diag.error.str.contains("spatial sizes").all()
+
+
+def test_run_with_in_memory_modules(tmp_path):
+    vgg = simbench.get_plugin("architecture", "vgg", width=0.0625).build(10, seed=0)
+    suite = {
+        "name": "mods", "output": str(tmp_path / "out"), "pairs": [["mine", "copy"]],
+        "probe": {"images": 16, "batch_size": 16}, "layers": "features.conv[12]",
+        "alignments": ["identity"], "metrics": ["cka", BURES],
+    }  # fmt: skip
+    twin = simbench.get_plugin("architecture", "vgg", width=0.0625).build(10, seed=0)
+    res = simbench.run(
+        suite, models={"mine": vgg, "copy": {"module": twin}}, report=False, quiet=True
+    )
+    assert sorted(res.layer_a.unique()) == ["features.conv1", "features.conv2"]
+    assert (res.error == "").all() and len(res) == 4
+    np.testing.assert_allclose(res.value, 1.0, atol=1e-9)
+    with pytest.raises(ValueError, match=r"must be a torch\.nn\.Module"):
+        simbench.run(suite, models={"mine": "vgg", "copy": twin}, report=False, quiet=True)
 
 
 def test_layer_selection_taps_and_init_variance():

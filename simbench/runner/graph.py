@@ -298,19 +298,23 @@ class Plan:
             extract_pairs.append(pair)
             layers = tuple((layer, k) for layer, k in todo if layer)
             pooled = any(not layer for layer, _ in todo)
-            sched.extract.append(
-                ExtractJob(
-                    root,
-                    pair.a.model_ref,
-                    pair.b.model_ref,
-                    self.probe,
-                    self.options,
-                    layers,
-                    pair.pooled_key if pooled else None,
-                    (tuple(pair.a.layers), tuple(pair.b.layers)) if pooled else ((), ()),
-                    threads=threads,
+            # different architectures: a shared layer name may differ in spatial size (a
+            # paired-layer failure); the layer matrix is then extracted by a job of its own
+            split = pooled and bool(layers) and _arch_ref(pair.a) != _arch_ref(pair.b)
+            for lay, pool in ((layers, False), ((), True)) if split else ((layers, pooled),):
+                sched.extract.append(
+                    ExtractJob(
+                        root,
+                        pair.a.model_ref,
+                        pair.b.model_ref,
+                        self.probe,
+                        self.options,
+                        lay,
+                        pair.pooled_key if pool else None,
+                        (tuple(pair.a.layers), tuple(pair.b.layers)) if pool else ((), ()),
+                        threads=threads,
+                    )
                 )
-            )
         sched.outputs["extract"] = n_extract
         sched.totals["extract"] = total_extract
 
@@ -382,6 +386,10 @@ class Plan:
         for w in self.warnings:
             lines.append(f"warning: {w}")
         return "\n".join(lines)
+
+
+def _arch_ref(m: ModelNode) -> Any:
+    return m.spec.architecture.model_dump(mode="json") if m.spec is not None else None
 
 
 def _with_threads(job: ChecksJob, threads: int | None) -> ChecksJob:
