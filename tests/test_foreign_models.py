@@ -278,3 +278,59 @@ def test_readme_compare_your_own_models_runs():
     code = re.search(r"```python\n(.*?)```", section, re.S)
     assert code is not None
     exec(compile(code.group(1), "README.md", "exec"), {"__name__": "__readme__"})
+
+
+def test_suite_foreign_entries_are_checked_with_their_lines(tmp_path):
+    from safetensors.torch import save_file
+
+    from simbench.suite import parse_suite
+    from simbench.train.checkpoint import load_checkpoint
+
+    vgg = simbench.get_plugin("architecture", "vgg", width=0.0625).build(10, seed=0)
+    save_file({k: v.contiguous() for k, v in vgg.state_dict().items()}, tmp_path / "v.safetensors")
+    text = f"""\
+name: foreign
+output: {tmp_path / "out"}
+models:
+  - {{id: a, architecture: {{name: vgg, params: {{width: 0.0625}}}}, weights: v.safetensors}}
+  - id: b
+    architecture: timm:resnet18
+    weights: v.safetensors
+  - {{id: c, architecture: vgg, dataset: embedded, input_size: 32}}
+  - {{id: d, weights: nowhere.pt, architecture: vgg, dataset: embedded}}
+metrics: [cka]
+"""
+    with pytest.raises(SuiteError) as err:
+        parse_suite(text, base_dir=tmp_path)
+    msg = str(err.value)
+    assert "<string>:8: models.2.input_size: 'input_size' applies to foreign 'weights' only" in msg
+    assert "<string>:9: models.3.dataset: a foreign-weights model takes no 'dataset'" in msg
+    assert "models.3.weights: no weights file or folder" in msg
+    lines = [*text.splitlines()[:7], "metrics: [cka]"]
+    with pytest.raises(SuiteError, match=r"<string>:7: models\.1\.weights: .* does not fit timm"):
+        parse_suite("\n".join(lines), base_dir=tmp_path)
+    good = [
+        *lines[:4],
+        "  - {id: b, architecture: {name: vgg, params: {width: 0.0625}}, weights: v.safetensors,",
+        "     normalization: {mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}}",
+        "metrics: [cka]",
+    ]
+    ok = parse_suite("\n".join(good), base_dir=tmp_path)
+    assert ok.relation("a", "b") == "other"  # how foreign weights were trained is unknown
+    _, meta_a = load_checkpoint(ok.checkpoint_path("a"))
+    _, meta_b = load_checkpoint(ok.checkpoint_path("b"))
+    assert meta_a["normalization"] == {
+        "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "input_size": None, "crop_pct": 1.0,
+    }  # fmt: skip
+    assert meta_b["normalization"]["std"] == [0.2, 0.2, 0.2]
+    assert meta_a["num_classes"] == 10 and meta_a["source"]["weights"].endswith("v.safetensors")
+
+
+def test_default_preprocessing_of_timm_and_torchvision():
+    timm_prep = TimmArchitecture("resnet18").preprocessing()
+    assert timm_prep["input_size"] == 224 and timm_prep["crop_pct"] == pytest.approx(0.95)
+    assert timm_prep["mean"] == pytest.approx((0.485, 0.456, 0.406))
+    tv = simbench.get_plugin("architecture", "torchvision:resnet18").preprocessing()
+    assert tv["input_size"] == 224 and tv["crop_pct"] == pytest.approx(224 / 256)
+    with pytest.raises(ValueError, match="Did you mean 'resnet18'"):
+        simbench.get_plugin("architecture", "torchvision:resnet81")
