@@ -339,6 +339,9 @@ class Suite(_Strict):
     )
     layers: Layers = "all"
     layer_matrix: Bool = False
+    #: features of the layer-matrix rows: global-average-pooled ``(B, C)`` or flattened
+    #: ``(B, C·H·W)`` (MATH.md conventions; memory grows with C·H·W × images)
+    layer_features: Literal["pooled", "flat"] = "pooled"
     alignments: list[Ref] = Field(default_factory=lambda: [PluginRef(name="identity")])
     metrics: Annotated[list[Ref], Field(min_length=1)]
     draws: PosInt = 1
@@ -476,6 +479,13 @@ class Suite(_Strict):
         and ``executor`` are left out: where results are written and where jobs run do not
         change them."""
         data = self.model_dump(mode="json", exclude={"output", "cache", "executor"})
+        # keys added for foreign models, left out at their defaults: earlier hashes hold
+        if data.get("layer_features") == "pooled":
+            del data["layer_features"]
+        for entry in data.get("models", []):
+            for k in ("weights", "normalization", "input_size"):
+                if entry.get(k) is None:
+                    entry.pop(k, None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

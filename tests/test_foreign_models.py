@@ -216,6 +216,27 @@ def test_runner_layer_matrix_scores_dft_for_every_layer_pair(tmp_path):
     assert set(diag.layer_a) == {"conv1", "fc"}
     assert diag.error.str.contains("spatial sizes").all()
 
+    # flattened features: the same cells, and the values simbench.compare gives
+    flat = simbench.run(
+        {**suite, "layer_features": "flat", "metrics": ["cka"]}, report=False, quiet=True
+    )
+    flat = flat[flat.alignment == "flat"].set_index(["layer_a", "layer_b"]).value
+    assert len(flat) == 9 and np.isfinite(flat).all()
+    from simbench.runner.stages import ProbeConfig, probe_images
+
+    images = probe_images(ProbeConfig("embedded", {}, "test", 24, 0, 16, 24))
+    r18 = _timm(0)
+    df = simbench.compare(
+        vgg, r18, images, layers=["features.conv[12]", "classifier.fc"],
+        layers_b=["conv1", "layer1.0.conv2", "fc"], layer_matrix=True, features="flat",
+        normalization=NORM,
+    )  # fmt: skip
+    short = {"features.conv1": "conv1", "features.conv2": "conv2", "classifier.fc": "fc"}
+    mine = df.assign(layer_a=df.layer_a.map(short)).set_index(["layer_a", "layer_b"]).value
+    np.testing.assert_allclose(mine.loc[flat.index].to_numpy(), flat.to_numpy(), atol=1e-9)
+    pooled_cka = pooled[pooled.metric == "cka"].set_index(["layer_a", "layer_b"]).value
+    assert not np.allclose(pooled_cka.loc[flat.index].to_numpy(), flat.to_numpy(), atol=1e-3)
+
 
 def test_run_with_in_memory_modules(tmp_path):
     vgg = simbench.get_plugin("architecture", "vgg", width=0.0625).build(10, seed=0)

@@ -144,7 +144,7 @@ class Cell:
     pair: PairNode
     layer_a: str
     layer_b: str
-    alignment: str  # label; "none" for representation metrics, "pooled" for the matrix
+    alignment: str  # label; "none" for representation metrics, "pooled"/"flat" for the matrix
     alignment_name: str | None
     metric: str  # label
     metric_name: str
@@ -313,6 +313,7 @@ class Plan:
                         pair.pooled_key if pool else None,
                         (tuple(pair.a.layers), tuple(pair.b.layers)) if pool else ((), ()),
                         threads=threads,
+                        flat=self.suite.layer_features == "flat",
                     )
                 )
         sched.outputs["extract"] = n_extract
@@ -548,6 +549,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
             pooled_key = make_key(
                 "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version,
                 *(["maps"] if needs_maps else []),  # + conv maps on the matrix grid (DFT)
+                *(["flat"] if suite.layer_features == "flat" else []),
             )  # fmt: skip
         pair = PairNode(a, b, suite.relation(a_ref, b_ref), shared, extract, pooled_key)
         pairs.append(pair)
@@ -593,7 +595,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                         cell = ScoreCell(
                             key, "pooled", m.name, params, pooled_key, None, None, la, lb
                         )
-                        cells.append(m.cell(pair, la, lb, "pooled", None, d, cell))
+                        cells.append(m.cell(pair, la, lb, suite.layer_features, None, d, cell))
 
     checks = _checks_job(suite, cache, pairs, probe, probe_dict, metrics, align_info)
     return Plan(suite, cache, models, pairs, cells, probe, options, align_tasks, checks, warnings)

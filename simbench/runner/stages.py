@@ -221,6 +221,7 @@ class ExtractJob:
     pooled_layers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # A's, B's
     device: str = "auto"
     threads: int | None = None
+    flat: bool = False  # layer matrix on flattened (B, C·H·W) outputs instead of pooled
 
 
 def probe_images(probe: ProbeConfig) -> np.ndarray:
@@ -338,9 +339,9 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
                     )
                 for side, taps, layer_names in (("a", oa, pool_a), ("b", ob, pool_b)):
                     for n in layer_names:
-                        pooled.setdefault(f"{side}/{n}", []).append(
-                            _pool(taps.values[n]).double().cpu().numpy()
-                        )
+                        act = taps.values[n]
+                        feats = act.reshape(act.shape[0], -1) if job.flat else _pool(act)
+                        pooled.setdefault(f"{side}/{n}", []).append(feats.double().cpu().numpy())
                         if opts.maps:
                             pooled.setdefault(f"{side}/map/{n}", []).append(
                                 _grid_map(taps.values[n], grid)
