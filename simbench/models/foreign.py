@@ -209,10 +209,12 @@ def register_module(module: nn.Module) -> str:
 
 
 class ModuleArchitecture(Architecture):
-    """An in-memory ``nn.Module`` registered with :func:`register_module` (``simbench.run(
-    suite, models={...})``); ``build`` returns a copy of it (``num_classes`` and ``seed``
-    are ignored: the module is what it is). Layers: every Linear/ungrouped Conv2d, or those
-    matching ``layers`` (names/globs); ``init_variance`` as :func:`init_variance_of`."""
+    """An in-memory nn.Module passed as simbench.run(suite, models={id: module}).
+
+    Registered with :func:`register_module`; ``build`` returns a copy of it (``num_classes``
+    and ``seed`` are ignored: the module is what it is). Layers: every Linear/ungrouped
+    Conv2d, or those matching ``layers`` (names/globs); ``init_variance`` as
+    :func:`init_variance_of`."""
 
     name = "module"
 
