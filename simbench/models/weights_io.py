@@ -88,9 +88,11 @@ def infer_num_classes(arch: Architecture, state: dict[str, torch.Tensor]) -> int
     dimension in ``state`` is the answer (1000 if the architecture has no such tensor)."""
     import torch
 
-    with torch.random.fork_rng(devices=[]):
-        one = {k: tuple(v.shape) for k, v in arch.build(1, seed=0).state_dict().items()}
-        two = {k: tuple(v.shape) for k, v in arch.build(2, seed=0).state_dict().items()}
+    def shapes(n: int) -> dict[str, tuple[int, ...]]:
+        with torch.device("meta"):  # shapes only: no memory, no random init
+            return {k: tuple(v.shape) for k, v in arch.build(n, seed=0).state_dict().items()}
+
+    one, two = shapes(1), shapes(2)
     head = [k for k in one if k in two and one[k] != two[k]]
     sizes = {int(state[k].shape[0]) for k in head if k in state and state[k].ndim >= 1}
     if len(sizes) > 1:
