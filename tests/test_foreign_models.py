@@ -22,6 +22,7 @@ IMAGES = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uin
 NORM = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
 #: random-init weights are pure noise: GM shrinkage would leave nothing to compare
 BURES = {"name": "bures_cosine", "params": {"shrinkage": "none"}}
+BURES_LABEL = "bures_cosine(shrinkage=none)"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -50,19 +51,21 @@ def test_permuted_copy_is_identical_to_every_metric():
     b = _permute_hidden(a)
     assert not torch.equal(a.layer1[0].conv2.weight, b.layer1[0].conv2.weight)
     df = simbench.compare(
-        a, b, IMAGES, layers=["layer1.0.*", "layer2.0.conv1"], metrics=["cka", "bures_cosine"],
+        a, b, IMAGES, layers=["layer1.0.*", "layer2.0.conv1"], metrics=["cka", BURES],
         alignments=["permutation", "identity"], normalization=NORM,
     )  # fmt: skip
     cka = df[df.metric == "cka"].set_index("layer_a").value
     assert set(cka.index) >= {"layer1.0.conv1", "layer1.0.conv2", "layer1.0.bn1"}
     np.testing.assert_allclose(cka.to_numpy(), 1.0, atol=1e-9)
-    w = df[(df.metric == "bures_cosine") & (df.layer_a == "layer1.0.conv2")]
+    w = df[(df.metric == BURES_LABEL) & (df.layer_a == "layer1.0.conv2")]
     got = dict(zip(w.alignment, w.value, strict=True))
     assert got["permutation"] == pytest.approx(1.0, abs=1e-9)  # the maximum: T recovers perm
     assert got["identity"] < 0.99  # unaligned, the permuted input basis shows
-    convs = df[(df.metric == "bures_cosine") & df.layer_a.str.contains("conv")]
-    assert (convs.init_source_a == "pytorch_default").all() and (convs.error == "").all()
-    blocks = df[(df.metric == "bures_cosine") & (df.layer_a == "layer1.0.bn1")]
+    convs = df[(df.metric == BURES_LABEL) & df.layer_a.str.contains("conv")]
+    # a timm model: its init as the timm plugin recognises it (timm ResNets: kaiming fan_out)
+    assert (convs.init_source_a == "timm:kaiming_normal_fan_out").all()
+    assert (convs.error == "").all()
+    blocks = df[(df.metric == BURES_LABEL) & (df.layer_a == "layer1.0.bn1")]
     assert blocks.value.isna().all() and blocks.error.str.contains("no weight").all()
 
 
@@ -95,12 +98,13 @@ def test_different_seeds_lower_and_equal_to_the_suite_path(tmp_path):
     res = simbench.run(suite, report=False, quiet=True)
     assert (res.error == "").all()
     images = probe_images(ProbeConfig("embedded", {}, "test", 32, 0, 16, 16))
-    inits = {k: v[1] for k, v in TimmArchitecture("resnet18").init_report(a).items()}
     df = simbench.compare(
         a, b, images, layers=layers, metrics=["cka", BURES], alignments=["procrustes"],
-        normalization=NORM, batch_size=16, init_variance=inits,
+        normalization=NORM, batch_size=16,
     )  # fmt: skip
-    assert (df.init_source_a == "parameter").all()
+    inits = TimmArchitecture("resnet18").init_report(a)
+    assert df.init_source_a.tolist() == [f"timm:{inits[n][0]}" for n in df.layer_a]
+    np.testing.assert_allclose(df.init_variance_b, [inits[n][1] for n in df.layer_b])
     df["metric"] = df.metric.str.replace(r"\(.*", "", regex=True)
     res["metric"] = res.metric.str.replace(r"\(.*", "", regex=True)
     key = ["layer_a", "metric"]

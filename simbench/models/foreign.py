@@ -5,13 +5,14 @@
   :class:`~simbench.models.base.LayerSpec`. Every ``nn.Linear`` and ungrouped ``nn.Conv2d``
   carries its weight and an init variance; any other module (a residual block, a
   ``Sequential``) is a representation-only layer (``kind="block"``, no weight).
-- Init variance (MATH.md: normalised covariance needs ``σ²_init``): a module whose type is
-  exactly ``nn.Linear``/``nn.Conv2d`` was initialised by PyTorch's ``reset_parameters``,
-  ``kaiming_uniform(a=√5)``, variance ``1/(3·fan_in)`` (source ``"pytorch_default"``); any
-  other value (a model that re-initialises, e.g. timm/torchvision ResNets'
-  ``kaiming_normal(fan_out)``, or a custom subclass) must come from the ``init_variance``
-  parameter (a number, or ``{name or glob: number}``; source ``"parameter"``). A custom
-  subclass without one is refused with a ``ValueError``.
+- Init variance (MATH.md: normalised covariance needs ``σ²_init``), first that applies:
+  the ``init_variance`` parameter (a number, or ``{name or glob: number}``; source
+  ``"parameter"``); for a timm model, the init its ``timm:`` plugin recognises on a fresh
+  copy (source ``"timm:<label>"``, e.g. ResNets' ``kaiming_normal_fan_out``); a module
+  whose type is exactly ``nn.Linear``/``nn.Conv2d`` is taken as initialised by PyTorch's
+  ``reset_parameters``, ``kaiming_uniform(a=√5)``, variance ``1/(3·fan_in)`` (source
+  ``"pytorch_default"``; a model that re-initialises, e.g. torchvision's ResNets, needs the
+  parameter). A custom subclass with none of these is refused with a ``ValueError``.
 - :class:`ModuleTaps` records inputs or outputs with forward hooks, as ``(B, C)`` or
   ``(B, C, H, W)`` (token outputs ``(B, N, D)`` are channels-last: read as ``(B, D, N, 1)``,
   so every token is a sample, the MATH.md convention for positions).
@@ -58,10 +59,36 @@ def _weight_kind(module: nn.Module) -> str | None:
     return _comparable(module)
 
 
+def timm_inits(model: nn.Module) -> dict[str, tuple[str, float]]:
+    """``{module path: (label, σ²)}`` of a timm model's comparable layers, recognised on a
+    fresh seed-0 model of the same name (``pretrained_cfg["architecture"]``) by the
+    ``timm`` plugin; ``{}`` when ``model`` is not a timm model or the fresh one differs."""
+    cfg = getattr(model, "pretrained_cfg", None)
+    n = getattr(model, "num_classes", None)
+    if not isinstance(cfg, Mapping) or not isinstance(n, int) or not cfg.get("architecture"):
+        return {}
+    try:
+        import timm
+
+        from simbench.models.timm_models import TimmArchitecture
+
+        if not timm.is_model(cfg["architecture"]):
+            return {}
+        inits = TimmArchitecture(cfg["architecture"]).init_report(model)
+    except (ImportError, ValueError, TypeError, RuntimeError):
+        return {}
+    own = {k: tuple(m.weight.shape) for k, m in model.named_modules() if _weight_kind(m)}
+    return {k: (f"timm:{label}", v) for k, (label, v) in inits.items() if k in own}
+
+
 def init_variance_of(
-    name: str, module: nn.Module, init_variance: InitVariance
+    name: str,
+    module: nn.Module,
+    init_variance: InitVariance,
+    known: Mapping[str, tuple[str, float]] | None = None,
 ) -> tuple[float, str]:
-    """``(σ², source)`` of a Linear/Conv2d's init (module docstring); ``ValueError`` when
+    """``(σ², source)`` of a Linear/Conv2d's init (module docstring); ``known``: inits
+    recognised from the model's library (:func:`timm_inits`); ``ValueError`` when
     unknown."""
     from torch import nn
 
@@ -73,6 +100,9 @@ def init_variance_of(
         for pattern, value in init_variance.items():
             if fnmatch.fnmatchcase(name, pattern):
                 return init_variance_of(name, module, float(value))
+    if known and name in known:
+        label, value = known[name]
+        return float(value), label
     if type(module) in (nn.Linear, nn.Conv2d):
         fan_in = module.weight[0].numel()
         return 1.0 / (3.0 * fan_in), "pytorch_default"
@@ -114,6 +144,7 @@ def select_layers(
                 f"its modules include {some}"
             )
         chosen = [(n, m) for n, m in named if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    known = timm_inits(model)
     out = []
     for name, m in chosen:
         kind = _weight_kind(m)
@@ -122,7 +153,7 @@ def select_layers(
                 continue
             out.append((LayerSpec(name, name, name, float("nan"), (), "block"), ""))
             continue
-        var, source = init_variance_of(name, m, init_variance)
+        var, source = init_variance_of(name, m, init_variance, known)
         spec = LayerSpec(
             name=name,
             input_module=name,
