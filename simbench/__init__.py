@@ -10,6 +10,7 @@ Public API (DESIGN.md)::
     a.T                                          # (d_x, d_y) with Y ≈ X @ a.T
     a.transform(X)                               # X @ a.T
     simbench.run("suite.yaml")                   # results DataFrame (tidy, one row per score)
+    simbench.compare(module_a, module_b, images) # any two nn.Modules (simbench.compare_any)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "Shrinkage",
     "UnknownPluginError",
     "__version__",
+    "compare",
     "get_alignment",
     "get_metric",
     "get_plugin",
@@ -83,3 +85,12 @@ def get_alignment(name: str, **params: Any) -> Alignment:
 def get_shrinkage(name: str, **params: Any) -> Shrinkage:
     """An eigenvalue-shrinkage instance (``"gm"`` or ``"none"`` built in)."""
     return get_plugin("shrinkage", name, **params)
+
+
+def __getattr__(name: str) -> Any:
+    """``simbench.compare`` (imported on first use: it needs torch)."""
+    if name == "compare":
+        import simbench.compare
+
+        return simbench.compare
+    raise AttributeError(f"module 'simbench' has no attribute {name!r}")

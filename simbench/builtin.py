@@ -30,7 +30,12 @@ ALIGNMENT_MODULES = (
     "simbench.alignments.srm",
 )
 SHRINKAGE_MODULES = ("simbench.shrinkage",)
-ARCHITECTURE_MODULES = ("simbench.models.vgg", "simbench.models.timm_models")
+ARCHITECTURE_MODULES = (
+    "simbench.models.vgg",
+    "simbench.models.timm_models",
+    "simbench.models.torchvision_models",
+    "simbench.models.foreign",
+)
 EXECUTOR_MODULES = ("simbench.runner.executors",)
 DATASET_MODULES = (
     "simbench.data.embedded",

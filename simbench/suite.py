@@ -155,10 +155,22 @@ class RelationLabels(BaseModel):
     data: Any = None
 
 
+class Normalization(_Strict):
+    """Preprocessing foreign weights expect: per-channel ``mean``/``std`` of ``x/255`` and
+    optionally the center-crop fraction ``crop_pct`` (resize to ``input_size/crop_pct``)."""
+
+    mean: Annotated[list[float], Field(min_length=1)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
+    crop_pct: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
 class ModelEntry(_Strict):
     """One ``models:`` entry: a model to train (architecture, dataset, seeds, training
-    overrides) or an existing ``checkpoint`` (a ``.safetensors`` file with its sidecar, or a
-    training run folder holding ``model.safetensors``)."""
+    overrides), an existing ``checkpoint`` (a ``.safetensors`` file with its sidecar, or a
+    training run folder holding ``model.safetensors``), or foreign ``weights`` for an
+    ``architecture`` (a state dict: ``.safetensors``, ``.pt``/``.pth``, or a folder holding
+    ``model.safetensors``; no sidecar) with optional ``normalization`` and ``input_size``
+    (defaults: the architecture's, e.g. timm's ``pretrained_cfg``)."""
 
     id: str
     architecture: Ref | None = None
@@ -167,6 +179,9 @@ class ModelEntry(_Strict):
     seeds: Annotated[list[NonNegInt], Field(min_length=1)] | None = None
     train: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
+    weights: str | None = None
+    normalization: Normalization | None = None
+    input_size: PosInt | None = None
     relation: RelationLabels = Field(default_factory=RelationLabels)
 
     @field_validator("id")
@@ -180,8 +195,8 @@ class ModelEntry(_Strict):
         return v
 
     def seed_list(self) -> list[int]:
-        """The seeds this entry expands to (``[]`` for a checkpoint)."""
-        if self.checkpoint is not None:
+        """The seeds this entry expands to (``[]`` for a checkpoint or foreign weights)."""
+        if self.checkpoint is not None or self.weights is not None:
             return []
         if self.seeds is not None:
             return list(self.seeds)
@@ -325,6 +340,9 @@ class Suite(_Strict):
     )
     layers: Layers = "all"
     layer_matrix: Bool = False
+    #: features of the layer-matrix rows: global-average-pooled ``(B, C)`` or flattened
+    #: ``(B, C·H·W)`` (MATH.md conventions; memory grows with C·H·W × images)
+    layer_features: Literal["pooled", "flat"] = "pooled"
     alignments: list[Ref] = Field(default_factory=lambda: [PluginRef(name="identity")])
     metrics: Annotated[list[Ref], Field(min_length=1)]
     draws: PosInt = 1
@@ -462,6 +480,13 @@ class Suite(_Strict):
         and ``executor`` are left out: where results are written and where jobs run do not
         change them."""
         data = self.model_dump(mode="json", exclude={"output", "cache", "executor"})
+        # keys added for foreign models, left out at their defaults: earlier hashes hold
+        if data.get("layer_features") == "pooled":
+            del data["layer_features"]
+        for entry in data.get("models", []):
+            for k in ("weights", "normalization", "input_size"):
+                if entry.get(k) is None:
+                    entry.pop(k, None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -557,8 +582,9 @@ def _unwrap_labels(ref: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]
 
 
 def _facts(m: _Model) -> dict[str, Any] | None:
-    """What ``same:`` and :meth:`Suite.relation` compare; ``None`` when unknown."""
-    if m.spec is None:
+    """What ``same:`` and :meth:`Suite.relation` compare; ``None`` when unknown (and for
+    foreign weights: how they were trained is not known)."""
+    if m.spec is None or m.entry.weights is not None:
         return None
     spec = m.spec
     dataset = spec.dataset.model_dump(mode="json")
@@ -1019,7 +1045,7 @@ def parse_suite(
     update: dict[str, Any] = {"output": str(output)}
     if suite.cache is not None:
         update["cache"] = str(_resolve_path(suite.cache, base))
-    paths = {m.index: m.path for m in models if m.path is not None}
+    paths = {m.index: m.path for m in models if m.path is not None and m.entry.weights is None}
     update["models"] = [
         e.model_copy(update={"checkpoint": str(paths[i])}) if i in paths else e
         for i, e in enumerate(suite.models)
@@ -1032,6 +1058,7 @@ def parse_suite(
     for m in models:
         m.entry = suite.models[m.index]
     suite._pairs = pairs
+    _materialize_foreign(suite, models, problems)
     _check_layer_names(suite, problems, registry)
     if problems:
         raise SuiteError(problems.items)
@@ -1145,7 +1172,9 @@ def _check_models(data: dict[str, Any], checker: _Checker) -> list[_Model] | Non
         first_line[entry.id] = (i, checker.doc.locate((*loc, "id")))
         if entry.checkpoint is not None:
             bad = [
-                k for k in ("architecture", "dataset", "seed", "seeds", "train") if k in (raw or {})
+                k
+                for k in ("architecture", "dataset", "seed", "seeds", "train", "weights")
+                if k in (raw or {})
             ]
             for k in bad:
                 problems.add(
@@ -1156,6 +1185,15 @@ def _check_models(data: dict[str, Any], checker: _Checker) -> list[_Model] | Non
             ok = ok and not bad and path.is_file()
             out.append(_Model(entry.id, i, entry, None, spec, path, epochs))
             continue
+        if entry.weights is not None:
+            ok = _check_foreign(entry, raw, loc, checker) and ok
+            path = _resolve_path(entry.weights, checker.base_dir)
+            out.append(_Model(entry.id, i, entry, None, None, path, ()))
+            continue
+        foreign_only = [k for k in ("normalization", "input_size") if k in (raw or {})]
+        for k in foreign_only:
+            problems.add((*loc, k), f"{k!r} applies to foreign 'weights' only")
+        ok = ok and not foreign_only
         missing = [k for k in ("architecture", "dataset") if getattr(entry, k) is None]
         for k in missing:
             problems.add((*loc, k), f"missing required key {k!r} (or give a 'checkpoint')")
@@ -1194,6 +1232,45 @@ def _check_models(data: dict[str, Any], checker: _Checker) -> list[_Model] | Non
                 _Model(f"{entry.id}@{s}", i, entry, s, spec, None, tuple(sorted(cfg.save_epochs)))
             )
     return out if ok and out else None
+
+
+def _check_foreign(entry: ModelEntry, raw: Any, loc: tuple, checker: _Checker) -> bool:
+    """A foreign-weights entry: an architecture, a weights path that exists, nothing of a
+    training run. (Whether the state dict fits is checked when it is materialised.)"""
+    problems = checker.problems
+    bad = [k for k in ("dataset", "seed", "seeds", "train", "checkpoint") if k in (raw or {})]
+    for k in bad:
+        problems.add((*loc, k), f"a foreign-weights model takes no {k!r}")
+    if entry.architecture is None:
+        problems.add((*loc, "architecture"), "foreign 'weights' need an 'architecture'")
+        return False
+    arch = checker.plugin("architecture", entry.architecture, (*loc, "architecture"))
+    assert entry.weights is not None
+    path = _resolve_path(entry.weights, checker.base_dir)
+    if not (path.is_file() or path.is_dir()):
+        problems.add((*loc, "weights"), f"no weights file or folder {str(path)!r}")
+        return False
+    return arch is not None and not bad
+
+
+def _materialize_foreign(suite: Suite, models: list[_Model], problems: _Problems) -> None:
+    """Write each foreign-weights model as a checkpoint in the cache (see
+    :mod:`simbench.models.materialize`); a state dict that does not fit is a problem of its
+    entry's ``weights`` line."""
+    from simbench.models.materialize import materialize
+
+    for m in models:
+        if m.entry.weights is None:
+            continue
+        entry = m.entry
+        assert entry.architecture is not None and m.path is not None
+        norm = entry.normalization.model_dump(exclude_none=True) if entry.normalization else None
+        try:
+            m.path, m.spec = materialize(
+                entry.architecture, m.path, suite.cache_dir, norm, entry.input_size
+            )
+        except ValueError as exc:
+            problems.add(("models", m.index, "weights"), str(exc))
 
 
 def _check_plugins(data: dict[str, Any], checker: _Checker) -> None:

@@ -9,7 +9,8 @@ Fig. 3, for weight metrics). Conventions:
   outputs), the alignment's label for weight metrics (B's weights pulled back into A's
   basis), and ``"pooled"`` for the ``layer_matrix`` rows: global-average-pooled outputs
   of layer ``layer_a`` of A against ``layer_b`` of B, every combination, the diagonal
-  included (so that a layer × layer matrix is computed one way throughout);
+  included (so that a layer × layer matrix is computed one way throughout); ``"flat"``
+  instead with ``layer_features: flat`` (flattened ``(B, C·H·W)`` outputs);
 - labels are ``name`` or ``name(k=v, ...)`` when the suite gives parameters;
 - ``draw`` is 0 for deterministic metrics; stochastic ones (a ``seed`` parameter) get
   ``draws`` rows with ``seed = (their seed, default the suite's) + draw``;

@@ -221,6 +221,7 @@ class ExtractJob:
     pooled_layers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # A's, B's
     device: str = "auto"
     threads: int | None = None
+    flat: bool = False  # layer matrix on flattened (B, C·H·W) outputs instead of pooled
 
 
 def probe_images(probe: ProbeConfig) -> np.ndarray:
@@ -248,6 +249,13 @@ def _np(t: Any) -> np.ndarray:
 
 def _pool(act: Any) -> Any:
     return act.mean(dim=(2, 3)) if act.ndim == 4 else act
+
+
+def _grid_map(act: Any, grid: Any) -> np.ndarray:
+    """A layer output pooled to the matrix grid, float64 on the host (2-D kept as is)."""
+    from simbench.numerics.grids import pool_map
+
+    return pool_map(act, grid).double().cpu().numpy()
 
 
 def run_extract(job: ExtractJob) -> dict[str, Any]:
@@ -282,6 +290,7 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
     }
     acts: dict[str, list[np.ndarray]] = {}
     pooled: dict[str, list[np.ndarray]] = {}
+    grid = None  # the matrix grid of the pooled conv maps (simbench.numerics.grids)
     with (
         torch.no_grad(),
         LayerTaps(net_a, [specs_a[n] for n in names], "input") as ia,
@@ -321,11 +330,22 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
                         if w == "output" and opts.maps:
                             acts.setdefault(f"{n}/map_a", []).append(ya.double().cpu().numpy())
                             acts.setdefault(f"{n}/map_b", []).append(yb.double().cpu().numpy())
+                if opts.maps and i == 0 and (pool_a or pool_b):  # DFT-SVCCA in the matrix
+                    from simbench.numerics.grids import common_grid
+
+                    grid = common_grid(
+                        [tuple(oa.values[n].shape) for n in pool_a]
+                        + [tuple(ob.values[n].shape) for n in pool_b]
+                    )
                 for side, taps, layer_names in (("a", oa, pool_a), ("b", ob, pool_b)):
                     for n in layer_names:
-                        pooled.setdefault(f"{side}/{n}", []).append(
-                            _pool(taps.values[n]).double().cpu().numpy()
-                        )
+                        act = taps.values[n]
+                        feats = act.reshape(act.shape[0], -1) if job.flat else _pool(act)
+                        pooled.setdefault(f"{side}/{n}", []).append(feats.double().cpu().numpy())
+                        if opts.maps:
+                            pooled.setdefault(f"{side}/map/{n}", []).append(
+                                _grid_map(taps.values[n], grid)
+                            )
     written = 0
     for n, key in job.layers:
         arrays: dict[str, np.ndarray] = {}
@@ -530,6 +550,11 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
     metric = default_registry().create("metric", cell.metric, **cell.params)
     if cell.kind == "pooled":
         arrays = inputs.arrays(cell.extract_key)
+        if getattr(metric, "input_ndim", 2) == 4:  # conv maps, on their common grid
+            from simbench.numerics.grids import to_common_grid
+
+            X, Y = arrays[f"a/map/{cell.layer_a}"], arrays[f"b/map/{cell.layer_b}"]
+            return metric.evaluate(*to_common_grid(X, Y))
         X, Y = arrays[f"a/{cell.layer_a}"], arrays[f"b/{cell.layer_b}"]
         return metric.evaluate(X, Y)
     if cell.kind == "weights":
