@@ -11,8 +11,8 @@ Keys (:func:`simbench.runner.cache.make_key` of exactly these):
   checkpoint entry's recorded weights SHA-256 (+ epoch);
 - extract, one per (pair, layer): both model keys, the layer, the probe config (dataset,
   split, images, seed, positions, batch size, blocks, null pairings), the extract
-  options (sites, fourth-order sums, activations kept) and the simbench version; plus one per pair for the pooled
-  outputs when ``layer_matrix``;
+  options (sites, fourth-order sums, activations kept) and the simbench version; plus
+  one per pair for the pooled outputs when ``layer_matrix``;
 - align: extract key, alignment name, params and plugin version (package, package
   version, class ``version``);
 - score: extract key (weights: also the align key), metric name, params (the draw's
