@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import norm
 
 from simbench.numerics.blocks import (
     BlockMoments,
@@ -132,7 +132,7 @@ def summarize(
     v = float(full.value)
     se_mc = float(full.stderr) if full.stderr is not None else 0.0
     nan = float("nan")
-    q = float(norm.ppf(0.5 + cfg.level / 2))
+    q = statistics.NormalDist().inv_cdf(0.5 + cfg.level / 2)  # 1.96 at 95 %
     if analytic is not None:
         how, se_probe = "analytic", float(analytic)
     elif cfg.method == "bootstrap":
@@ -211,7 +211,8 @@ def score_block_moments(
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0x626F6F74]))
         idx = (rng.integers(0, bm.n_blocks, bm.n_blocks) for _ in range(cfg.resamples))
         boot = _values(metric.evaluate, (bm.resample(i) for i in idx), errors)
-    nulls = _values(metric.evaluate, (bm.null(r) for r in range(len(bm.nulls))), errors)
+    R = len(bm.nulls) if cfg.null_pairings else 0  # the nulls accumulated; 0 disables
+    nulls = _values(metric.evaluate, (bm.null(r) for r in range(R)), errors)
     return summarize(
         full,
         cfg,
