@@ -14,9 +14,9 @@ chance of one score), as ratios against the same work without it, in the same se
   (issue 9): at most 25×, reported as met or not; the floor is 21× (21 scores), and the
   run fails only above :data:`GUARD_SCORE_RATIO` for the metrics whose score is more than
   a few element-wise passes (``cca``, ``svcca``, ``procrustes_distance``). The 4
-  derangement nulls add 4 more scores (ratio reported). For linear CKA a single score is a few microseconds of sums, so every fixed
-  cost (building the leave-one-out matrices, Python calls) weighs more: its ratio is
-  reported, not held to the bar.
+  derangement nulls add 4 more scores (ratio reported). For linear CKA a single score is
+  a few microseconds of sums, so every fixed cost (building the leave-one-out matrices,
+  Python calls) weighs more: its ratio is reported, not held to the bar.
 """
 
 from __future__ import annotations
