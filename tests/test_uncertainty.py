@@ -235,3 +235,24 @@ def test_derangement_has_no_fixed_point():
     perm = null_permutation(23, seed=1, r=0, chunk=5)
     assert sorted(perm) == list(range(23))
     assert all(set(perm[i : i + 5]) == set(range(i, min(i + 5, 23))) for i in range(0, 20, 5))
+
+
+def _registered_metrics() -> list[str]:
+    from simbench.registry import default_registry
+
+    return [r.name for r in default_registry().records("metric")]
+
+
+@pytest.mark.parametrize("name", _registered_metrics())
+def test_every_registered_metric_gets_an_interval_and_a_chance_level(name):
+    """No metric code needed: each plugin's own example inputs give a finite standard
+    error and interval; representation metrics a finite chance level and z."""
+    metric = simbench.get_metric(name)
+    X, Y = type(metric).example_inputs(np.random.default_rng(0))
+    s = metric.evaluate(X, Y, uncertainty=True)
+    assert s.value == pytest.approx(metric.evaluate(X, Y).value, rel=1e-12, abs=1e-12)
+    assert math.isfinite(s.stderr) and s.stderr >= 0
+    assert s.ci[0] <= s.value <= s.ci[1]
+    if metric.consumes.value == "representations":
+        assert s.stderr > 0 and "uncertainty_error" not in s.details
+        assert all(math.isfinite(v) for v in (s.null_mean, s.null_sd, s.z))
