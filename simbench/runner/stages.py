@@ -485,6 +485,7 @@ class _Inputs:
         self._moments: dict[str, Any] = {}
         self._T: dict[str, tuple[np.ndarray | None, str | None]] = {}
         self.covs: dict[tuple, Any] = {}  # (extract, align, shrinkage) -> covariances | error
+        self.loo_inputs: dict[Any, Any] = {}  # (align, shrinkage, cov?, block) -> B's input
 
     def arrays(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._arrays:
@@ -520,12 +521,15 @@ class _Inputs:
         return self._T[key]
 
 
-def _weight_inputs(metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray) -> tuple:
+def _weight_inputs(
+    metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray, a: Any = None
+) -> tuple:
     """A's weight and B's pulled back into A's input basis (MATH.md: pulling weights back),
     as :class:`WeightCovariance` with each layer's real init variance for the built-in
     weight metrics (as :func:`simbench.compare.weight_covariances`), raw otherwise. The
     covariances of one (layer, alignment, shrinkage) are computed once per job and shared
-    by its metrics (so ``wall_time_s`` of the first such cell includes them)."""
+    by its metrics (so ``wall_time_s`` of the first such cell includes them). ``a``: A's
+    input already built (the jackknife refits only B's side)."""
     from simbench.numerics.covariance import WeightCovariance
 
     arrays = inputs.arrays(cell.extract_key)
@@ -538,6 +542,9 @@ def _weight_inputs(metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray)
     shrinkage = getattr(metric, "shrinkage", None)
     if not (isinstance(shrinkage, str) and getattr(metric, "init_var", "unset") is None):
         return WA, WB_A
+    if a is not None:
+        ib = float(arrays["init_var"][1])
+        return a, WeightCovariance.from_weight(WB_A, init_var=ib, shrinkage=shrinkage)
     memo = (cell.extract_key, cell.align_key, shrinkage)
     if memo not in inputs.covs:
         ia, ib = (float(v) for v in arrays["init_var"])
@@ -595,9 +602,14 @@ def _weights_uncertainty(
             if T_full is not None and np.array_equal(T, T_full):
                 loo[i] = full.value  # the map does not depend on the probe (identity)
                 continue
-            sub = _Inputs(inputs.cache)
-            sub._arrays = inputs._arrays
-            loo[i] = float(metric.evaluate(*_weight_inputs(metric, sub, cell, T)).value)
+            # A's side does not move; B's pulled-back input is shared by the cell's metrics
+            as_cov = getattr(metric, "init_var", "unset") is None
+            memo = (cell.align_key, getattr(metric, "shrinkage", None), as_cov, i)
+            if inputs.loo_inputs.get("extract") != cell.extract_key:
+                inputs.loo_inputs = {"extract": cell.extract_key}  # one layer's at a time
+            if memo not in inputs.loo_inputs:
+                inputs.loo_inputs[memo] = _weight_inputs(metric, inputs, cell, T, a)[1]
+            loo[i] = float(metric.evaluate(a, inputs.loo_inputs[memo]).value)
         except ValueError as exc:
             errors.append(str(exc))
             loo[i] = float("nan")
