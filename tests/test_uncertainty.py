@@ -256,3 +256,30 @@ def test_every_registered_metric_gets_an_interval_and_a_chance_level(name):
     if metric.consumes.value == "representations":
         assert s.stderr > 0 and "uncertainty_error" not in s.details
         assert all(math.isfinite(v) for v in (s.null_mean, s.null_sd, s.z))
+
+
+def test_report_marks_scores_indistinguishable_from_chance():
+    """Depth curves circle, layer matrices hatch, the cells with mean |z| < 3 (and say so);
+    layer-matrix cells print ± their standard error."""
+    import pandas as pd
+
+    from simbench.report import plots
+    from tests.test_report import LAYERS, row
+
+    def rows(z_small: bool) -> pd.DataFrame:
+        out = []
+        for i, la in enumerate(LAYERS):
+            for j, lb in enumerate(LAYERS):
+                r = row(layer_a=la, layer_b=lb, alignment="pooled", value=0.9 - 0.1 * abs(i - j))
+                r.update(stderr=0.01, z=1.0 if (z_small and i == j == 3) else 40.0)
+                out.append(r)
+        return pd.DataFrame(out)
+
+    for z_small in (True, False):
+        df = rows(z_small)
+        depth = list(plots.depth_curves(df, LAYERS))
+        mats = list(plots.layer_matrices(df, LAYERS))
+        assert len(depth) == 1 and len(mats) == 1
+        assert ("circled" in depth[0].caption) is z_small
+        assert ("hatched" in mats[0].caption) is z_small
+        assert "± its standard error" in mats[0].caption
