@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 from simbench.alignments.base import Alignment
 from simbench.errors import DuplicatePluginError, NotFittedError, UnknownPluginError
 from simbench.metrics.base import Consumes, Metric
+from simbench.numerics.blocks import BlockMoments
 from simbench.numerics.moments import Moments
 from simbench.plugin import Invariance, Plugin, Score
 from simbench.registry import default_registry, reload
 from simbench.runner import run
 from simbench.shrinkage import Shrinkage
+from simbench.uncertainty import Uncertainty
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +39,7 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "Alignment",
+    "BlockMoments",
     "Consumes",
     "DuplicatePluginError",
     "Invariance",
@@ -46,6 +49,7 @@ __all__ = [
     "Plugin",
     "Score",
     "Shrinkage",
+    "Uncertainty",
     "UnknownPluginError",
     "__version__",
     "compare",

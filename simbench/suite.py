@@ -208,7 +208,10 @@ class Probe(_Strict):
 
     ``images``: how many images (``null``: the whole split), drawn without replacement with
     ``seed`` (default: the suite's ``seed``); ``positions``: spatial positions sampled per
-    image in conv layers (``null``: all); ``batch_size``: images per forward pass."""
+    image in conv layers (``null``: all); ``batch_size``: images per forward pass;
+    ``blocks``: contiguous blocks of images for the jackknife standard error of every
+    score; ``null_pairings``: seeded derangements of the images for its chance level
+    (0: none) (MATH.md: Uncertainty and chance of one score)."""
 
     dataset: Ref = Field(default_factory=lambda: PluginRef(name="embedded"))
     split: Literal["train", "test"] = "test"
@@ -216,6 +219,15 @@ class Probe(_Strict):
     seed: NonNegInt | None = None
     positions: PosInt | None = 16
     batch_size: PosInt = 250
+    blocks: Annotated[int, Strict(), Field(ge=2)] = 20
+    null_pairings: NonNegInt = 4
+
+    @field_validator("null_pairings")
+    @classmethod
+    def _two_or_none(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("null_pairings must be 0 (no chance level) or >= 2 (for its sd)")
+        return v
 
 
 class SamePairs(_Strict):

@@ -8,6 +8,7 @@ invariances and cost, and takes its parameters in ``__init__``. Subclasses imple
 
 from __future__ import annotations
 
+import functools
 import math
 from enum import Enum
 from typing import Any, ClassVar
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.numerics.blocks import BlockMoments
 from simbench.numerics.moments import Moments
 from simbench.numerics.scaling import max_abs, rescale_pow2
 from simbench.plugin import Invariance, Plugin, Score
@@ -54,6 +56,13 @@ class Metric(Plugin):
     #: any finite scale works. A metric whose products are of higher order narrows it.
     input_scale_range: ClassVar[tuple[float, float]] = (1e-100, 1e100)
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a plugin that overrides evaluate still gets ``uncertainty=True`` for free
+        ev = cls.__dict__.get("evaluate")
+        if ev is not None and not getattr(ev, "_simbench_uncertainty", False):
+            cls.evaluate = _with_uncertainty(ev)  # type: ignore[method-assign]
+
     # -- public API ---------------------------------------------------------------
     def __call__(self, X: Any, Y: Any | None = None) -> float:
         """The score as a float (``evaluate(X, Y).value``)."""
@@ -64,7 +73,13 @@ class Metric(Plugin):
 
         ``X`` and ``Y`` are ``(n, d)`` numpy arrays or torch tensors (any device), or
         ``X`` is a paired :class:`Moments` and ``Y`` is omitted (streaming metrics).
+        ``uncertainty=True`` (or an :class:`~simbench.uncertainty.Uncertainty`, or a dict
+        of its fields) adds the block-jackknife standard error, 95 % interval and the
+        derangement null (:func:`simbench.uncertainty.evaluate_with_uncertainty`); ``X``
+        may then also be a :class:`~simbench.numerics.blocks.BlockMoments`.
         """
+        if isinstance(X, BlockMoments):
+            X = X.total()
         if isinstance(X, Moments):
             if Y is not None:
                 raise TypeError("pass Moments alone: metric(moments)")
@@ -110,6 +125,18 @@ class Metric(Plugin):
                 "overflow or underflow: change the inputs' units"
             )
         return A
+
+    def analytic_stderr(self, X: Any, Y: Any | None = None) -> float | None:
+        """An analytic standard error replacing the block jackknife (``None``: use it).
+
+        Called with the arguments given to ``evaluate(..., uncertainty=True)``.
+        """
+        return None
+
+    def chance_level(self, X: Any, Y: Any, score: Score) -> tuple[float, float] | None:
+        """``(null_mean, null_sd)`` of a metric with its own zero point (weight metrics);
+        ``None``: representation metrics use the derangement null instead."""
+        return None
 
     def validate(self, X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Convert to float64 ``(n, d)`` arrays, raising ``ValueError`` on bad input."""
@@ -189,6 +216,24 @@ class Metric(Plugin):
 
     def _from_moments(self, m: Moments) -> Score | float:
         raise TypeError(f"{type(self).__name__} sets streaming=True but lacks _from_moments")
+
+
+def _with_uncertainty(fn: Any) -> Any:
+    """Wrap an ``evaluate`` so that ``uncertainty=...`` is handled before it is called."""
+
+    @functools.wraps(fn)
+    def evaluate(self: Metric, X: Any, Y: Any | None = None, *, uncertainty: Any = False) -> Score:
+        if uncertainty is not False and uncertainty is not None:
+            from simbench.uncertainty import evaluate_with_uncertainty
+
+            return evaluate_with_uncertainty(self, X, Y, uncertainty)
+        return fn(self, X, Y)
+
+    evaluate._simbench_uncertainty = True  # type: ignore[attr-defined]
+    return evaluate
+
+
+Metric.evaluate = _with_uncertainty(Metric.evaluate)  # type: ignore[method-assign]
 
 
 def _as_score(value: Score | float) -> Score:

@@ -220,9 +220,28 @@ class Moments:
         if other.n == 0:
             return self
         if self.fourth or other.fourth:
-            raise ValueError("fourth-order accumulators cannot be merged; use one accumulator")
+            # the fourth-order sums are raw sums about a fixed shift: they add when both
+            # accumulators share it (e.g. the blocks of simbench.numerics.blocks)
+            if not (self.fourth and other.fourth and self._same_shift(other)):
+                raise ValueError(
+                    "fourth-order accumulators merge only with a common shift "
+                    "(Moments(fourth=True, _shift_x=..., _shift_y=...)); use one accumulator"
+                )
+            if self.n == 0 and self._shift_x is None:
+                self._shift_x, self._shift_y = other._shift_x, other._shift_y
+            for k, v in other._h.items():
+                self._h[k] = self._h.get(k, 0.0) + v
         self._merge_stats(other.n, other.mean_x, other.sxx, other.mean_y, other.syy, other.sxy)
         return self
+
+    def _same_shift(self, other: Moments) -> bool:
+        if self.n == 0 and self._shift_x is None:
+            return True  # an empty accumulator takes the other's shift
+        return bool(
+            np.array_equal(self._shift_x, other._shift_x)
+            and (self._shift_y is None) == (other._shift_y is None)
+            and (self._shift_y is None or np.array_equal(self._shift_y, other._shift_y))
+        )
 
     @classmethod
     def from_arrays(

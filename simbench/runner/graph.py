@@ -10,9 +10,9 @@ Keys (:func:`simbench.runner.cache.make_key` of exactly these):
 - model: a trained model's ``ModelSpec.key()`` (+ ``"epoch", N`` for ``:eN``); a
   checkpoint entry's recorded weights SHA-256 (+ epoch);
 - extract, one per (pair, layer): both model keys, the layer, the probe config (dataset,
-  split, images, seed, positions, batch size), the extract options (sites, fourth-order
-  sums, activations kept) and the simbench version; plus one per pair for the pooled
-  outputs when ``layer_matrix``;
+  split, images, seed, positions, batch size, blocks, null pairings), the extract
+  options (sites, fourth-order sums, activations kept) and the simbench version; plus
+  one per pair for the pooled outputs when ``layer_matrix``;
 - align: extract key, alignment name, params and plugin version (package, package
   version, class ``version``);
 - score: extract key (weights: also the align key), metric name, params (the draw's
@@ -519,6 +519,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         int(p.seed if p.seed is not None else suite.seed),
         p.positions,
         p.batch_size,
+        p.blocks,
+        p.null_pairings,
     )
     probe_dict = {
         "dataset": probe.dataset,
@@ -528,6 +530,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         "seed": probe.seed,
         "positions": probe.positions,
         "batch_size": probe.batch_size,
+        "blocks": probe.blocks,
+        "null_pairings": probe.null_pairings,
     }
     options = ExtractOptions(fourth=needs_fourth, activations=needs_acts, maps=needs_maps)
 
@@ -577,8 +581,9 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                         shrink = params.get("shrinkage", m.cls.param_defaults().get("shrinkage"))
                         eig = make_key("eigvec", task.key, str(shrink)) if shrink else None
                         cell = ScoreCell(
-                            key, "weights", m.name, params, ekey, task.key, eig, layer, layer
-                        )
+                            key, "weights", m.name, params, ekey, task.key, eig, layer, layer,
+                            align=(task.name, task.params),
+                        )  # fmt: skip
                         label = label_of(r.name, dict(r.params))
                         cells.append(m.cell(pair, layer, layer, label, (r.name, v), d, cell))
         if pooled_key is None:
