@@ -20,6 +20,7 @@ METRIC_MODULES = (
     "simbench.metrics.rsa",
     "simbench.metrics.weights",
     "simbench.metrics.srm",
+    "simbench.metrics.riemannian",
 )
 ALIGNMENT_MODULES = (
     "simbench.alignments.basic",
