@@ -21,6 +21,7 @@ METRIC_MODULES = (
     "simbench.metrics.weights",
     "simbench.metrics.srm",
     "simbench.metrics.riemannian",
+    "simbench.metrics.gaussian_shape",
 )
 ALIGNMENT_MODULES = (
     "simbench.alignments.basic",
