@@ -122,7 +122,7 @@ class GaussianShape(Metric):
             a, b = alpha**2, (2.0 - alpha) ** 2
         cross = my.T @ mx  # MYᵀ MX
         T = _polar(cross)  # Procrustes alignment of the means (netrep's init="means")
-        it, converged = 0, True
+        iterations, converged = 0, True
         if sx is not None and b > 0.0:
             converged = False
             sxT = np.swapaxes(sx, 1, 2)  # symmetric, but keeps the formula readable
@@ -131,7 +131,7 @@ class GaussianShape(Metric):
                 R = U @ Vt  # R_i = polar(P_i)
                 T_new = _polar(a * cross + b * np.sum(sy @ np.swapaxes(R, 1, 2) @ sxT, axis=0))
                 step = float(np.linalg.norm(T_new - T))
-                T = T_new
+                T, iterations = T_new, it
                 # stop on the alignment itself: with netrep's weights the reported value is
                 # not stationary in T, so the objective alone would stop too early
                 if step <= self.tol * np.sqrt(T.shape[0]):
@@ -146,5 +146,5 @@ class GaussianShape(Metric):
         # rounding can leave a tiny negative d² for identical inputs
         return Score(
             float(np.sqrt(max(d2, 0.0))),
-            details={"iterations": it, "converged": converged, "conditions": m},
+            details={"iterations": iterations, "converged": converged, "conditions": m},
         )
