@@ -165,7 +165,7 @@ def _brainiak_srm(k, n_iter):
         data = [(A[train] - A[train].mean(axis=0)).T for A in (X, Y)]  # (voxels, samples)
         srm = DetSRM(n_iter=n_iter, features=k, rand_seed=0).fit(data)
         held = [A[test] - A[test].mean(axis=0) for A in (X, Y)]
-        shared = sum(H @ W for H, W in zip(held, srm.w_))
+        shared = sum(H @ W for H, W in zip(held, srm.w_, strict=True))
         return float(np.sum(shared**2) / (2 * sum(np.sum(H**2) for H in held)))
 
     return fn
