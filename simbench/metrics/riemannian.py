@@ -20,7 +20,10 @@ computed as the generalized eigenvalues of ``G_y v = λ G_x v``
 (``scipy.linalg.eigh(G_y, G_x)``, no inverse formed). It is a metric on SPD matrices
 (symmetric, triangle inequality), ``0`` iff ``G_x = G_y``.
 
-Choices, where the paper and ReSi leave them open: ``X`` is **not** centred (centring
+ReSi's code (mklabunde/resi) has no Riemannian measure; rsatoolbox's
+``compare(method="riemannian")`` works on RDMs turned into second moments with a fitted
+scale and noise term (Nelder–Mead), so it is not this quantity. Choices, where the paper
+and the survey leave them open: ``X`` is **not** centred (centring
 makes ``G_x`` singular, rank ``≤ n−1``), so the distance sees translations; it sees
 the data's scale (``d(cX, X) = 2 |log c| √n``). ``G_x`` is positive definite only
 when ``d_x ≥ n`` and ``X`` has full row rank: otherwise a ``ValueError`` (default) or,
