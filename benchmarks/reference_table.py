@@ -123,6 +123,8 @@ def run_entry(entry: dict[str, Any], repeats: int = 5, seed: int = 0) -> dict[st
                 ref, tr = _median_time(lambda X=X, Y=Y: float(entry["fn"](X, Y)), repeats)
             except ImportError as exc:
                 return {**row, "status": f"not installed ({exc.name or exc})"}
+            except Exception as exc:  # the reference refuses this input: say so, go on
+                return {**row, "status": f"reference failed on {label}: {exc!r}"[:200]}
             got, ts = _median_time(lambda X=X, Y=Y: float(metric(X, Y)), repeats)
             labels.append(label)
             sb_values.append(got)

@@ -88,42 +88,61 @@ def _resi_gulp(lam: float):
     return fn
 
 
+def _tall(rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """More samples than features on both sides: unregularised regression (``alpha=0``,
+    ``lam=0``) and the GULP authors' code (``assert k <= n``) need it."""
+    out = []
+    for n, dx, dy in ((500, 20, 30), (2000, 64, 48)):
+        k = min(dx, dy) // 2
+        Z = rng.normal(size=(n, k))
+        X = Z @ rng.normal(size=(k, dx)) + 0.5 * rng.normal(size=(n, dx)) + rng.normal(size=dx)
+        Y = Z @ rng.normal(size=(k, dy)) + 0.5 * rng.normal(size=(n, dy)) + rng.normal(size=dy)
+        out.append((f"{n}x{dx}/{dy}", X, Y))
+    return out
+
+
 REFERENCES: list[dict] = [
     {
         "metric": "distance_correlation",
         "params": {},
         "source": "dcor.distance_correlation",
         "fn": _dcor,
+        "inputs": _tall,
     },
     {
         "metric": "distance_correlation",
         "params": {"squared": True},
         "source": "dcor.distance_correlation_sqr",
         "fn": _dcor_sqr,
+        "inputs": _tall,
     },
     {
         "metric": "distance_correlation",
         "params": {"bias_corrected": True},
         "source": "dcor.u_distance_correlation_sqr",
         "fn": _dcor_u_sqr,
+        "inputs": _tall,
     },
     {
         "metric": "distance_correlation",
         "params": {},
         "source": "ReSi repsim.measures.distance_correlation.distance_correlation",
         "fn": _resi_dcor,
+        "inputs": _tall,
     },
     {
         "metric": "linear_regression",
         "params": {"folds": 1, "alpha": 0.0, "direction": "x_to_y"},
         "source": "ReSi repsim.measures.linear_regression.linear_reg(Y, X)",
         "fn": _resi_linear_reg,
+        "inputs": _tall,
     },
     {
         "metric": "linear_regression",
         "params": {"folds": 5, "alpha": 0.0, "direction": "x_to_y"},
         "source": "sklearn cross_val_predict(LinearRegression, PredefinedSplit(i mod 5))",
         "fn": _sklearn_cv_ols,
+        "inputs": _tall,
     },
 ]
 for _lam in (0.0, 1e-2, 1.0):
@@ -133,11 +152,13 @@ for _lam in (0.0, 1e-2, 1.0):
             "params": {"lam": _lam, "squared": True},
             "source": f"GULP distance_functions.predictor_dist(lmbda={_lam:g})",
             "fn": _gulp_authors(_lam),
+            "inputs": _tall,
         },
         {
             "metric": "gulp",
             "params": {"lam": _lam, "squared": True},
             "source": f"ReSi repsim.measures.gulp.gulp(lmbda={_lam:g})",
             "fn": _resi_gulp(_lam),
+            "inputs": _tall,
         },
     ]
