@@ -50,6 +50,8 @@ from simbench.runner.stages import (
     ScoreJob,
     TrainJob,
     align_done,
+    extract_inputs,
+    score_inputs,
 )
 
 __all__ = [
@@ -112,7 +114,12 @@ class ModelNode:
 
     @property
     def model_ref(self) -> ModelRef:
-        return ModelRef(self.ref, self.key, str(self.path))
+        from simbench.train.checkpoint import MODEL_FILE
+
+        final = self.path.name == MODEL_FILE
+        return ModelRef(
+            self.ref, self.key, str(self.path), self.train_key, None if final else self.epoch
+        )
 
     @property
     def arch(self) -> str | None:
@@ -205,18 +212,23 @@ class Plan:
             return False
         if not verify:
             return True
+        import warnings
+
+        from simbench.runner.cache import CacheCorruptionWarning, CacheKeyMismatchWarning
+
         try:
-            load_checkpoint(m.path)
+            _, meta = load_checkpoint(m.path)
         except (ValueError, OSError) as exc:
-            import warnings
-
-            from simbench.runner.cache import CacheCorruptionWarning
-
             warnings.warn(
                 f"checkpoint {m.path} is corrupt ({exc}); it will be trained again",
                 CacheCorruptionWarning,
                 stacklevel=2,
             )
+            return False
+        try:
+            m.model_ref.check(meta)
+        except ValueError as exc:
+            warnings.warn(f"{exc}; it will be trained again", CacheKeyMismatchWarning, stacklevel=2)
             return False
         return True
 
@@ -240,7 +252,8 @@ class Plan:
         run_cells: list[Cell] = []
         for c in self.cells:
             dirty = f <= 3 and (f != 2 or c.score.kind == "weights")
-            if dirty or not cache.has_json("score", c.score.key, verify):
+            inputs = score_inputs(c.score)
+            if dirty or not cache.has_json("score", c.score.key, verify, inputs=inputs):
                 run_cells.append(c)
         run_checks = self.checks is not None and (
             (f <= 3 and f != 2) or not cache.has_json("checks", self.checks.key, verify)
@@ -264,7 +277,8 @@ class Plan:
             todo = [
                 t
                 for t in tasks
-                if t.key in needed_align and (f <= 2 or not align_done(cache, t.key, verify))
+                if t.key in needed_align
+                and (f <= 2 or not align_done(cache, t.key, verify, inputs=[ekey]))
             ]
             if todo:
                 run_align[ekey] = todo
@@ -286,11 +300,15 @@ class Plan:
             if pair.pooled_key:
                 keys.append(("", pair.pooled_key))
             total_extract += len(keys)
+            inputs = extract_inputs(pair.a.model_ref, pair.b.model_ref)
             todo = [
                 (layer, k)
                 for layer, k in keys
                 if k in needed_extract
-                and (f <= 1 or not cache.has_arrays("extract", k, verify, repair=verify))
+                and (
+                    f <= 1
+                    or not cache.has_arrays("extract", k, verify, repair=verify, inputs=inputs)
+                )
             ]
             if not todo:
                 continue

@@ -129,11 +129,28 @@ def _set_threads(threads: int | None) -> None:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model as jobs see it: its reference, content key and weights file."""
+    """A model as jobs see it: its reference, content key and weights file; for a model
+    the suite trains, the training run's key and the epoch the file must hold (checked
+    against its sidecar: a checkpoint copied from another model is refused)."""
 
     ref: str
     key: str
     path: str  # .safetensors (may not exist before the train stage)
+    train_key: str | None = None
+    epoch: int | None = None  # None: the final model
+
+    def check(self, meta: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if a checkpoint sidecar is not this model's."""
+        if self.train_key is None:
+            return
+        want = (self.train_key, "model" if self.epoch is None else "epoch")
+        got = (meta.get("key"), meta.get("kind"))
+        if got != want or (self.epoch is not None and meta.get("epoch") != self.epoch):
+            raise ValueError(
+                f"{self.path} holds the weights of training run {got[0]} ({got[1]} "
+                f"{meta.get('epoch')}), not of {self.ref} (run {self.train_key}); "
+                "the checkpoint was copied or moved under the wrong name"
+            )
 
 
 def load_ref(model: ModelRef, device: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -141,7 +158,18 @@ def load_ref(model: ModelRef, device: Any) -> tuple[Any, Any, dict[str, Any]]:
     from simbench.train.checkpoint import load_model
 
     net, arch, meta = load_model(model.path, device=device)
+    model.check(meta)
     return net.double().eval(), arch, meta
+
+
+def extract_inputs(a: ModelRef, b: ModelRef) -> list[str]:
+    """The input keys recorded with (and checked against) an extract file: its models."""
+    return [a.key, b.key]
+
+
+def score_inputs(cell: Any) -> list[str]:
+    """The input keys recorded with (and checked against) a score record."""
+    return [cell.extract_key, *([cell.align_key] if cell.align_key else [])]
 
 
 # ----------------------------------------------------------------------------- train
@@ -327,6 +355,7 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
                             _pool(taps.values[n]).double().cpu().numpy()
                         )
     written = 0
+    model_keys = extract_inputs(job.model_a, job.model_b)
     for n, key in job.layers:
         arrays: dict[str, np.ndarray] = {}
         arrays.update(moments_to_arrays("in", moments["input"][n]))
@@ -338,11 +367,11 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
             if f"{n}/{k}" in acts:
                 arrays[k] = np.concatenate(acts.pop(f"{n}/{k}"))
         meta = {"layer": n, "model_a": job.model_a.ref, "model_b": job.model_b.ref}
-        cache.put_arrays("extract", key, arrays, meta)
+        cache.put_arrays("extract", key, arrays, meta, model_keys)
         written += 1
     if job.pooled_key:
         arrays = {k: np.concatenate(v) for k, v in pooled.items()}
-        cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True})
+        cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True}, model_keys)
         written += 1
     return {"written": written, "seconds": time.perf_counter() - t0}
 
@@ -378,8 +407,12 @@ def read_align(cache: Cache, key: str) -> tuple[np.ndarray | None, str | None]:
     return None, None
 
 
-def align_done(cache: Cache, key: str, verify: bool = True) -> bool:
-    return cache.has_arrays("align", key, verify) or cache.has_json("align", key, verify)
+def align_done(
+    cache: Cache, key: str, verify: bool = True, inputs: list[str] | None = None
+) -> bool:
+    return cache.has_arrays("align", key, verify, inputs=inputs) or cache.has_json(
+        "align", key, verify, inputs=inputs
+    )
 
 
 def run_align(job: AlignJob) -> dict[str, Any]:
@@ -405,9 +438,10 @@ def run_align(job: AlignJob) -> dict[str, Any]:
             if not _cacheable(exc):
                 raise
             rec = {"error": error_text(exc), "wall_time_s": time.perf_counter() - t0}
-            cache.put_json("align", task.key, rec)
+            cache.put_json("align", task.key, rec, [job.extract_key])
             continue
-        cache.put_arrays("align", task.key, {"T": T}, {"wall_time_s": time.perf_counter() - t0})
+        wall = {"wall_time_s": time.perf_counter() - t0}
+        cache.put_arrays("align", task.key, {"T": T}, wall, [job.extract_key])
     return {"written": len(job.tasks), "failed": failed}
 
 
@@ -504,7 +538,7 @@ def _weight_inputs(metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray)
     return got
 
 
-def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any) -> None:
+def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any, align_key: str) -> None:
     from simbench.numerics.covariance import WeightCovariance, eigenvector_similarity
 
     if not (isinstance(ca, WeightCovariance) and isinstance(cb, WeightCovariance)):
@@ -520,6 +554,7 @@ def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any) -> None:
         key,
         {"overlap": ev.overlap},
         {"chance": ev.chance, "significance": ev.significance},
+        [align_key],
     )
 
 
@@ -539,7 +574,7 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
             raise ValueError(f"the alignment failed: {err}")
         a, b = _weight_inputs(metric, inputs, cell, T)
         if cell.eig_key:
-            _store_eigvec(inputs.cache, cell.eig_key, a, b)
+            _store_eigvec(inputs.cache, cell.eig_key, a, b, cell.align_key)
         return metric.evaluate(a, b)
     if metric.consumes is not Consumes.REPRESENTATIONS:
         raise ValueError(f"metric {cell.metric!r} consumes {metric.consumes.value}")
@@ -585,7 +620,7 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
             failed += 1
             rec = {"value": None, "stderr": None, "error": error_text(exc), "details": {}}
         rec["wall_time_s"] = time.perf_counter() - t0
-        cache.put_json("score", cell.key, rec)
+        cache.put_json("score", cell.key, rec, score_inputs(cell))
     return {"written": len(job.cells), "failed": failed}
 
 
@@ -665,7 +700,8 @@ def run_checks(job: ChecksJob) -> dict[str, Any]:
     specs = [{"name": n, "params": p, "label": label} for label, n, p in job.metrics]
     df = check_invariances(specs, X, Y, seed=job.seed, weights=weights)
     rows = [{k: _json_scalar(v) for k, v in r.items()} for r in df.to_dict("records")]
-    cache.put_json("checks", job.key, {"rows": rows, "layer": job.layer, **job.extra})
+    record = {"rows": rows, "layer": job.layer, **job.extra}
+    cache.put_json("checks", job.key, record, extract_inputs(job.model_a, job.model_b))
     return {"written": 1}
 
 

@@ -1,0 +1,146 @@
+"""Cache guarantees (issue #13): a record is bound to its key and inputs.
+
+Records, array files and checkpoints copied under another key are detected (a warning
+naming both keys), discarded and recomputed, and the results equal the reference run.
+The tiny suite of ``tests/test_runner.py`` is reused (its trained models are shared by
+the session, so only extraction and scoring run here).
+"""
+
+from __future__ import annotations
+
+import shutil
+import types
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simbench.runner.cache import Cache, CacheKeyMismatchWarning, make_key
+from simbench.runner.driver import run_suite
+from tests.test_runner import computed, copy_run, shared_models, without_timing, write_suite
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """The tiny suite run once with the session's trained models."""
+    folder = tmp_path_factory.mktemp("guarantees")
+    path = write_suite(folder, models=shared_models(tmp_path_factory))
+    summary = run_suite(path, echo=None, report=False)
+    return types.SimpleNamespace(folder=folder, suite=path, summary=summary)
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(src, dst)
+
+
+def _mismatches(caught) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, CacheKeyMismatchWarning)]
+
+
+# ----------------------------------------------------------------------------- unit
+
+
+def test_json_record_under_another_key_or_inputs_is_refused(tmp_path):
+    cache = Cache(tmp_path)
+    k1, k2 = make_key("a"), make_key("b")
+    cache.put_json("score", k1, {"value": 0.25}, inputs=["e1"])
+    assert cache.get_json("score", k1, inputs=["e1"]) == {"value": 0.25}
+    _copy(cache.path("score", k1, "json"), cache.path("score", k2, "json"))
+    with pytest.warns(CacheKeyMismatchWarning, match=f"score/{k1}, not score/{k2}"):
+        assert cache.get_json("score", k2) is None
+    assert not cache.path("score", k2, "json").exists()
+    # same key, other inputs (e.g. a record written by a buggy older planner)
+    with pytest.warns(CacheKeyMismatchWarning, match=r"inputs \['e1'\], expected \['e2'\]"):
+        assert cache.get_json("score", k1, inputs=["e2"]) is None
+    # the stage is bound too
+    cache.put_json("align", k1, {"error": "x"})
+    _copy(cache.path("align", k1, "json"), cache.path("score", k1, "json"))
+    with pytest.warns(CacheKeyMismatchWarning, match=f"align/{k1}, not score/{k1}"):
+        assert cache.get_json("score", k1) is None
+
+
+def test_array_file_under_another_key_is_refused(tmp_path):
+    cache = Cache(tmp_path)
+    k1, k2 = make_key("a"), make_key("b")
+    x = np.arange(6.0).reshape(2, 3)
+    cache.put_arrays("extract", k1, {"x": x}, {"m": 1}, inputs=["ma", "mb"])
+    arrays, meta = cache.get_arrays("extract", k1, inputs=["ma", "mb"])
+    assert list(arrays) == ["x"] and np.array_equal(arrays["x"], x) and meta == {"m": 1}
+    # file and sidecar copied together: internally consistent, but not k2's
+    for ext in ("npz", "npz.json"):
+        _copy(cache.path("extract", k1, ext), cache.path("extract", k2, ext))
+    with pytest.warns(CacheKeyMismatchWarning, match=f"extract/{k1}, not extract/{k2}"):
+        assert not cache.has_arrays("extract", k2)
+    assert not cache.path("extract", k2, "npz").exists()
+    with pytest.warns(CacheKeyMismatchWarning, match="expected \\['ma', 'other'\\]"):
+        assert cache.get_arrays("extract", k1, inputs=["ma", "other"]) is None
+    with pytest.raises(ValueError, match="reserved"):
+        cache.put_arrays("extract", k1, {"__key__": x})
+
+
+def test_checkpoint_header_names_its_training_run(tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from simbench.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = save_checkpoint(
+        tmp_path / "model.safetensors",
+        {"w": torch.ones(2)},
+        {"key": "abc", "kind": "model", "epoch": 3},
+    )
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata()
+    assert header["simbench_key"] == "abc" and header["simbench_epoch"] == "3"
+    _, meta = load_checkpoint(path)
+    assert meta["key"] == "abc"
+
+
+# ----------------------------------------------------------------------------- runner
+
+
+def test_score_extract_and_checkpoint_copied_under_another_key(base, tmp_path):
+    path = copy_run(base.folder, tmp_path / "swap")
+    root = tmp_path / "swap" / "out" / "cache"
+    cache = Cache(root)
+    plan = base.summary.plan
+    cells = {(c.pair.a.ref, c.pair.b.ref, c.layer_a, c.alignment, c.metric): c for c in plan.cells}
+    # a score record copied over another cell's
+    src = cells[("vgg@0", "vgg@1", "conv3", "none", "cka")].score
+    dst = cells[("vgg@0", "vgg@1", "conv4", "none", "cka")].score
+    _copy(cache.path("score", src.key, "json"), cache.path("score", dst.key, "json"))
+    # an extract file (with its sidecar) copied over another layer's; a cell on it runs
+    e_src = cells[("vgg@0", "rnd@0", "conv5", "none", "cka")].score.extract_key
+    victim = cells[("vgg@0", "rnd@0", "conv6", "none", "cka")].score
+    for ext in ("npz", "npz.json"):
+        _copy(cache.path("extract", e_src, ext), cache.path("extract", victim.extract_key, ext))
+    cache.discard("score", victim.key)
+    # vgg@0's checkpoint (weights and sidecar) copied over vgg@1's: the pair is re-extracted
+    models = root / "models"
+    a, b = (models / plan.models[r].train_key for r in ("vgg@0", "vgg@1"))
+    for name in ("model.safetensors", "model.json"):
+        shutil.copy(a / name, b / name)
+    needs_b = cells[("vgg@0", "vgg@1", "conv1", "procrustes", "bures_cosine")].score
+    cache.discard("extract", needs_b.extract_key)
+    cache.discard("score", needs_b.key)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = run_suite(path, echo=None, report=False)
+    found = _mismatches(caught)
+    assert any(f"score/{src.key}, not score/{dst.key}" in m for m in found), found
+    assert any(f"extract/{e_src}, not extract/{victim.extract_key}" in m for m in found), found
+    assert any(str(b / "model.safetensors") in m and "vgg@1" in m for m in found), found
+    assert computed(again) == {"train": 1, "extract": 2, "align": 0, "score": 3}
+    pd.testing.assert_frame_equal(
+        without_timing(again.results), without_timing(base.summary.results)
+    )
+    # the copies are gone: the next run computes nothing and warns about nothing
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        third = run_suite(path, echo=None, report=False)
+    assert not _mismatches(caught)
+    assert computed(third) == {"train": 0, "extract": 0, "align": 0, "score": 0}
+    assert Path(b / "model.json").read_text() != Path(a / "model.json").read_text()
