@@ -144,3 +144,64 @@ def test_score_extract_and_checkpoint_copied_under_another_key(base, tmp_path):
     assert not _mismatches(caught)
     assert computed(third) == {"train": 0, "extract": 0, "align": 0, "score": 0}
     assert Path(b / "model.json").read_text() != Path(a / "model.json").read_text()
+
+
+# ----------------------------------------------------------------------------- temp files
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_only_abandoned_temp_files_are_removed(tmp_path):
+    import os
+    import time
+
+    from simbench.io import _HOST, atomic_path, remove_stale_temps
+
+    folder = tmp_path / "score" / "ab"
+    folder.mkdir(parents=True)
+    with atomic_path(folder / "x.json") as tmp:  # the name the writers use
+        tmp.write_text("{}")
+        assert tmp.name.startswith(f".x.json.{_HOST}-{os.getpid()}.")
+        mine = tmp.name
+    files = {
+        "dead": f".a.json.{_HOST}-{_dead_pid()}.0123456789ab.tmp",
+        "alive": mine,  # this process: a write in progress
+        "other_host": ".b.npz.00000000-1.0123456789ab.tmp",  # another node, fresh
+        "other_host_old": ".c.npz.00000000-1.0123456789ab.tmp",
+        "old_format_old": ".d.json.12.0123456789ab.tmp",
+        "not_a_temp": "e.json",
+        "lock": ".f.json.lock",
+    }
+    for name in files.values():
+        (folder / name).write_text("partial")
+    old = time.time() - 2 * 3600
+    for k in ("other_host_old", "old_format_old", "not_a_temp", "lock"):
+        os.utime(folder / files[k], (old, old))
+    assert remove_stale_temps(tmp_path) == 3
+    left = {k for k, name in files.items() if (folder / name).exists()}
+    assert left == {"alive", "other_host", "not_a_temp", "lock"}
+
+
+def test_a_run_removes_the_temp_files_a_kill_left(base, tmp_path, capsys):
+    path = copy_run(base.folder, tmp_path / "temps")
+    from simbench.io import _HOST
+
+    cache = tmp_path / "temps" / "out" / "cache"
+    stale = [
+        next((cache / "score").iterdir()) / f".k.json.{_HOST}-{_dead_pid()}.0123456789ab.tmp",
+        cache / "models" / f".model.safetensors.{_HOST}-{_dead_pid()}.0123456789ab.tmp",
+        tmp_path / "temps" / "out" / f".results.csv.{_HOST}-{_dead_pid()}.0123456789ab.tmp",
+    ]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    run = run_suite(path, report=False)
+    assert "removed 3 temporary files left by interrupted writes" in capsys.readouterr().out
+    assert not any(p.exists() for p in stale)
+    assert computed(run) == {"train": 0, "extract": 0, "align": 0, "score": 0}

@@ -145,6 +145,9 @@ def run_suite(
         say(plan.describe(sched))
         return RunSummary(plan, sched, dry_run=True)
 
+    stale = _remove_stale_temps(plan.cache.root, Path(suite.output_dir))
+    if stale:
+        say(f"removed {stale} temporary files left by interrupted writes")
     sched = plan.schedule(force, verify=True)
     executor = executor or make_executor(suite.executor_ref())
     if hasattr(executor, "bind"):
@@ -276,6 +279,15 @@ def _run_stages(
             say(f"warning: invariance checks failed: {err}")
     _stats(summary, "score", sched, n_fail, t0, len(runnable_s), say)
     summary.failed_keys = failed_keys
+
+
+def _remove_stale_temps(cache: Path, out_dir: Path) -> int:
+    """Temporary files of writes a kill interrupted, in the cache and the output folder
+    (:func:`simbench.io.remove_stale_temps`: only abandoned ones)."""
+    from simbench.io import remove_stale_temps
+
+    roots = [out_dir] if cache.resolve().is_relative_to(out_dir.resolve()) else [cache, out_dir]
+    return sum(remove_stale_temps(r) for r in roots if r.is_dir())
 
 
 def _spec_key(job: TrainJob) -> str:
