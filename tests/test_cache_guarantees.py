@@ -205,3 +205,55 @@ def test_a_run_removes_the_temp_files_a_kill_left(base, tmp_path, capsys):
     assert "removed 3 temporary files left by interrupted writes" in capsys.readouterr().out
     assert not any(p.exists() for p in stale)
     assert computed(run) == {"train": 0, "extract": 0, "align": 0, "score": 0}
+
+
+# ----------------------------------------------------------------------------- locks
+
+
+def _stage_counts(text: str) -> dict[str, tuple[int, int]]:
+    import re
+
+    return {
+        m[1]: (int(m[2]), int(m[3]))
+        for m in re.finditer(
+            r"^(train|extract|align|score): computed (\d+), cached (\d+)", text, re.M
+        )
+    }
+
+
+def test_two_concurrent_runs_compute_each_entry_once(base, tmp_path_factory, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.test_runner import N_CELLS, TINY
+
+    shared = tmp_path / "shared-cache"
+    shutil.copytree(shared_models(tmp_path_factory), shared / "models")
+    rnd = base.summary.plan.models["rnd@0"].train_key
+    shutil.rmtree(shared / "models" / rnd)  # one model to train, the rest to compute
+    procs, logs = [], []
+    for i in range(2):
+        folder = tmp_path / f"run{i}"
+        folder.mkdir()
+        text = TINY.replace("output: out", f"output: out\ncache: {shared}")
+        (folder / "suite.yaml").write_text(text)
+        log = open(folder / "log.txt", "wb")
+        logs.append(log)
+        cmd = [sys.executable, "-m", "simbench.cli", "run", "suite.yaml", "--no-report"]
+        procs.append(subprocess.Popen(cmd, cwd=folder, stdout=log, stderr=subprocess.STDOUT))
+    for proc, log in zip(procs, logs, strict=True):
+        proc.wait(timeout=600)
+        log.close()
+    texts = [(tmp_path / f"run{i}" / "log.txt").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [0, 0], texts
+    counts = [_stage_counts(t) for t in texts]
+    print("computed/cached per run:", counts)
+    totals = {"train": 1, "extract": 27, "align": 54, "score": N_CELLS + 1}
+    for stage, total in totals.items():
+        # each output computed by exactly one of the two runs; the other read it
+        assert sum(c[stage][0] for c in counts) == total, (stage, texts)
+    for i in range(2):
+        df = pd.read_parquet(tmp_path / f"run{i}" / "out" / "results.parquet")
+        pd.testing.assert_frame_equal(without_timing(df), without_timing(base.summary.results))
+    locks = list((shared / "score").rglob(".*.lock"))
+    assert len(locks) == N_CELLS  # one lock file per score entry, beside it

@@ -327,6 +327,13 @@ class Cache:
             return None
         return arrays, meta or {}
 
+    def lock(self, stage: str, keys: Sequence[str]) -> contextlib.AbstractContextManager:
+        """The exclusive locks of ``(stage, key)`` for every key (:mod:`simbench.runner.locks`):
+        hold them while computing the entries, after checking they are still missing."""
+        from simbench.runner.locks import locked
+
+        return locked(self.path(stage, k, "json") for k in keys)
+
     # -- maintenance --------------------------------------------------------------------
     def discard(self, stage: str, key: str) -> None:
         """Remove ``(stage, key)`` (all its files) if present."""

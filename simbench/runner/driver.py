@@ -198,7 +198,8 @@ def _run_stages(
         err = _failed(res)
         if err:
             failed_models[_spec_key(job)] = f"training failed: {err}"
-    _stats(summary, "train", sched, len(failed_models), t0, len(sched.train), say)
+    n_train = len(sched.train)
+    _stats(summary, "train", sched, len(failed_models), t0, n_train, say, _reused(results))
 
     # -- extract --
     t0 = time.perf_counter()
@@ -220,7 +221,7 @@ def _run_stages(
         for j, r in zip(runnable, results, strict=True)
         if not _failed(r)
     )
-    _stats(summary, "extract", sched, n_fail, t0, len(runnable), say)
+    _stats(summary, "extract", sched, n_fail, t0, len(runnable), say, _reused(results))
 
     # -- align --
     t0 = time.perf_counter()
@@ -240,7 +241,7 @@ def _run_stages(
             for t in job.tasks:
                 failed_keys[t.key] = f"alignment job failed: {err}"
             n_fail += len(job.tasks)
-    _stats(summary, "align", sched, n_fail, t0, len(runnable_a), say)
+    _stats(summary, "align", sched, n_fail, t0, len(runnable_a), say, _reused(results))
 
     # -- score (+ invariance checks) --
     t0 = time.perf_counter()
@@ -277,7 +278,7 @@ def _run_stages(
         else:
             n_fail += 1
             say(f"warning: invariance checks failed: {err}")
-    _stats(summary, "score", sched, n_fail, t0, len(runnable_s), say)
+    _stats(summary, "score", sched, n_fail, t0, len(runnable_s), say, _reused(results))
     summary.failed_keys = failed_keys
 
 
@@ -288,6 +289,11 @@ def _remove_stale_temps(cache: Path, out_dir: Path) -> int:
 
     roots = [out_dir] if cache.resolve().is_relative_to(out_dir.resolve()) else [cache, out_dir]
     return sum(remove_stale_temps(r) for r in roots if r.is_dir())
+
+
+def _reused(results: list[Any]) -> int:
+    """Outputs that jobs found written by a concurrent run (after waiting for their locks)."""
+    return sum(int(r.get("reused", 0)) for r in results if isinstance(r, dict))
 
 
 def _spec_key(job: TrainJob) -> str:
@@ -319,9 +325,12 @@ def _stats(
     t0: float,
     jobs: int,
     say: Callable[[str], None],
+    reused: int = 0,
 ) -> None:
     todo, total = sched.outputs[stage], sched.totals[stage]
-    st = StageStats(todo - failed, total - todo, failed, jobs, time.perf_counter() - t0)
+    st = StageStats(
+        todo - failed - reused, total - todo + reused, failed, jobs, time.perf_counter() - t0
+    )
     summary.stats[stage] = st
     say(st.line(stage))
 

@@ -237,8 +237,10 @@ class Plan:
     ) -> Schedule:
         """The jobs to run, from the last stage up (see the module docstring).
 
-        ``verify`` checks SHA-256 digests and repairs (warns, deletes) corrupt files; with
-        ``verify=False`` (dry runs) only existence is checked and nothing is touched.
+        ``verify`` checks SHA-256 digests and repairs (warns, deletes) corrupt files, and
+        deletes the outputs ``force`` recomputes (jobs skip outputs that exist once they
+        hold their locks: a concurrent run wrote them); with ``verify=False`` (dry runs)
+        only existence is checked and nothing is touched.
         """
         from simbench.train.checkpoint import MODEL_FILE, is_complete
 
@@ -255,9 +257,13 @@ class Plan:
             inputs = score_inputs(c.score)
             if dirty or not cache.has_json("score", c.score.key, verify, inputs=inputs):
                 run_cells.append(c)
+                if dirty and verify:  # forced: gone, so that no job takes it for done
+                    cache.discard("score", c.score.key)
         run_checks = self.checks is not None and (
             (f <= 3 and f != 2) or not cache.has_json("checks", self.checks.key, verify)
         )
+        if run_checks and verify and self.checks is not None:
+            cache.discard("checks", self.checks.key)
         groups: dict[tuple[int, str], list[ScoreCell]] = {}
         pair_index = {id(p): i for i, p in enumerate(self.pairs)}
         for c in run_cells:
@@ -283,6 +289,8 @@ class Plan:
             if todo:
                 run_align[ekey] = todo
                 n_align += len(todo)
+                for t in todo if f <= 2 and verify else ():
+                    cache.discard("align", t.key)
         sched.align = [AlignJob(root, ekey, tuple(t), threads) for ekey, t in run_align.items()]
         sched.outputs["align"] = n_align
         sched.totals["align"] = sum(len(t) for t in self.align_tasks.values())
@@ -312,6 +320,8 @@ class Plan:
             ]
             if not todo:
                 continue
+            for _, k in todo if f <= 1 and verify else ():
+                cache.discard("extract", k)
             n_extract += len(todo)
             extract_pairs.append(pair)
             layers = tuple((layer, k) for layer, k in todo if layer)

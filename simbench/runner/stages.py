@@ -30,7 +30,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -187,17 +187,21 @@ class TrainJob:
 
 
 def run_train(job: TrainJob) -> dict[str, Any]:
+    from simbench.runner.locks import locked
+    from simbench.train.checkpoint import MODEL_FILE, is_complete
     from simbench.train.config import ModelSpec
     from simbench.train.trainer import run_dir, train
 
     _set_threads(job.threads)
     spec = ModelSpec.model_validate(job.spec)
     rdir = run_dir(spec, job.models_dir)
-    if job.force and rdir.exists():
-        shutil.rmtree(rdir)
-    t0 = time.perf_counter()
-    path = train(spec, job.models_dir, progress=job.progress)
-    return {"path": str(path), "seconds": time.perf_counter() - t0}
+    with locked([rdir]):  # another run training this model: wait, then use its model
+        reused = not job.force and is_complete(rdir / MODEL_FILE)
+        if job.force and rdir.exists():
+            shutil.rmtree(rdir)
+        t0 = time.perf_counter()
+        path = train(spec, job.models_dir, progress=job.progress)
+    return {"path": str(path), "seconds": time.perf_counter() - t0, "reused": int(reused)}
 
 
 # ----------------------------------------------------------------------------- extract
@@ -279,7 +283,23 @@ def _pool(act: Any) -> Any:
 
 
 def run_extract(job: ExtractJob) -> dict[str, Any]:
-    """Stream the probe set through both models; write the requested files."""
+    """Stream the probe set through both models; write the requested files (those that
+    no concurrent run wrote while this one waited for their locks)."""
+    cache = Cache(job.cache_root)
+    keys = [k for _, k in job.layers] + ([job.pooled_key] if job.pooled_key else [])
+    with cache.lock("extract", keys):  # concurrent runs: one computes, the other reads
+        inputs = extract_inputs(job.model_a, job.model_b)
+        done = {k for k in keys if cache.has_arrays("extract", k, False, False, inputs)}
+        todo = replace(
+            job,
+            layers=tuple((n, k) for n, k in job.layers if k not in done),
+            pooled_key=job.pooled_key if job.pooled_key not in done else None,
+        )
+        out = _extract(todo) if len(done) < len(keys) else {"written": 0, "seconds": 0.0}
+    return {**out, "reused": len(done)}
+
+
+def _extract(job: ExtractJob) -> dict[str, Any]:
     import torch
 
     from simbench.compare import paired_probe_batches
@@ -416,33 +436,42 @@ def align_done(
 
 
 def run_align(job: AlignJob) -> dict[str, Any]:
-    from simbench.registry import default_registry
-
     _set_threads(job.threads)
     cache = Cache(job.cache_root)
     got = cache.get_arrays("extract", job.extract_key)
     if got is None:
         raise FileNotFoundError(f"extract output {job.extract_key} is missing or corrupt")
     m_in = moments_from_arrays("in", got[0])
-    failed = 0
+    failed = reused = 0
     for task in job.tasks:
-        cache.discard("align", task.key)
-        t0 = time.perf_counter()
-        try:
-            alignment = default_registry().create("alignment", task.name, **task.params)
-            T = alignment.fit(m_in).T
-            if not np.isfinite(T).all():
-                raise ValueError("the fitted map T has non-finite entries")
-        except Exception as exc:
-            failed += 1
-            if not _cacheable(exc):
-                raise
-            rec = {"error": error_text(exc), "wall_time_s": time.perf_counter() - t0}
-            cache.put_json("align", task.key, rec, [job.extract_key])
-            continue
-        wall = {"wall_time_s": time.perf_counter() - t0}
-        cache.put_arrays("align", task.key, {"T": T}, wall, [job.extract_key])
-    return {"written": len(job.tasks), "failed": failed}
+        with cache.lock("align", [task.key]):
+            if align_done(cache, task.key, False, [job.extract_key]):
+                reused += 1  # a concurrent run fitted it while this one waited
+                continue
+            failed += _align_one(cache, task, m_in, job.extract_key)
+    return {"written": len(job.tasks) - reused, "failed": failed, "reused": reused}
+
+
+def _align_one(cache: Cache, task: AlignTask, m_in: Any, extract_key: str) -> int:
+    """Fit one alignment and store ``T`` or the error; return 1 if it failed."""
+    from simbench.registry import default_registry
+
+    cache.discard("align", task.key)
+    t0 = time.perf_counter()
+    try:
+        alignment = default_registry().create("alignment", task.name, **task.params)
+        T = alignment.fit(m_in).T
+        if not np.isfinite(T).all():
+            raise ValueError("the fitted map T has non-finite entries")
+    except Exception as exc:
+        if not _cacheable(exc):
+            raise
+        rec = {"error": error_text(exc), "wall_time_s": time.perf_counter() - t0}
+        cache.put_json("align", task.key, rec, [extract_key])
+        return 1
+    wall = {"wall_time_s": time.perf_counter() - t0}
+    cache.put_arrays("align", task.key, {"T": T}, wall, [extract_key])
+    return 0
 
 
 # ----------------------------------------------------------------------------- score
@@ -592,36 +621,47 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
 
 def run_score(job: ScoreJob) -> dict[str, Any]:
     """Score every cell and store one record per cell (errors included)."""
-    from simbench.plugin import Score
-
     _set_threads(job.threads)
     cache = Cache(job.cache_root)
     inputs = _Inputs(cache)
-    failed = 0
+    failed = reused = 0
     for cell in job.cells:
-        t0 = time.perf_counter()
-        try:
-            score = _score_cell(cell, inputs)
-            if not isinstance(score, Score):
-                score = Score(float(score))
-            value = float(score.value)
-            stderr = None if score.stderr is None else float(score.stderr)
-            rec: dict[str, Any] = {
-                "value": value,
-                "stderr": stderr,
-                "error": "" if math.isfinite(value) else "the metric returned a non-finite value",
-                "details": _scalar_details(score.details or {}),
-            }
-        except FileNotFoundError:
-            raise  # an input of the job is missing: not the cell's fault
-        except Exception as exc:
-            if not _cacheable(exc):
-                raise
-            failed += 1
-            rec = {"value": None, "stderr": None, "error": error_text(exc), "details": {}}
-        rec["wall_time_s"] = time.perf_counter() - t0
-        cache.put_json("score", cell.key, rec, score_inputs(cell))
-    return {"written": len(job.cells), "failed": failed}
+        with cache.lock("score", [cell.key]):
+            if cache.has_json("score", cell.key, inputs=score_inputs(cell)):
+                reused += 1  # a concurrent run scored it while this one waited
+                continue
+            failed += _score_one(cell, inputs)
+    return {"written": len(job.cells) - reused, "failed": failed, "reused": reused}
+
+
+def _score_one(cell: ScoreCell, inputs: _Inputs) -> int:
+    """Score one cell and store its record; return 1 if the metric failed."""
+    from simbench.plugin import Score
+
+    failed = 0
+    t0 = time.perf_counter()
+    try:
+        score = _score_cell(cell, inputs)
+        if not isinstance(score, Score):
+            score = Score(float(score))
+        value = float(score.value)
+        stderr = None if score.stderr is None else float(score.stderr)
+        rec: dict[str, Any] = {
+            "value": value,
+            "stderr": stderr,
+            "error": "" if math.isfinite(value) else "the metric returned a non-finite value",
+            "details": _scalar_details(score.details or {}),
+        }
+    except FileNotFoundError:
+        raise  # an input of the job is missing: not the cell's fault
+    except Exception as exc:
+        if not _cacheable(exc):
+            raise
+        failed += 1
+        rec = {"value": None, "stderr": None, "error": error_text(exc), "details": {}}
+    rec["wall_time_s"] = time.perf_counter() - t0
+    inputs.cache.put_json("score", cell.key, rec, score_inputs(cell))
+    return failed
 
 
 # ----------------------------------------------------------------------------- checks
@@ -649,6 +689,15 @@ class ChecksJob:
 
 
 def run_checks(job: ChecksJob) -> dict[str, Any]:
+    _set_threads(job.threads)
+    cache = Cache(job.cache_root)
+    with cache.lock("checks", [job.key]):
+        if cache.has_json("checks", job.key):
+            return {"written": 0, "reused": 1}
+        return _checks(job, cache)
+
+
+def _checks(job: ChecksJob, cache: Cache) -> dict[str, Any]:
     import torch
 
     from simbench.compare import paired_probe_batches
@@ -658,8 +707,6 @@ def run_checks(job: ChecksJob) -> dict[str, Any]:
     from simbench.registry import default_registry
     from simbench.train.trainer import resolve_device
 
-    _set_threads(job.threads)
-    cache = Cache(job.cache_root)
     device = resolve_device(job.device)
     net_a, arch_a, meta_a = load_ref(job.model_a, device)
     net_b, arch_b, meta_b = load_ref(job.model_b, device)
