@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import simbench
+import simbench.registry
 from simbench.runner.cache import Cache, CacheKeyMismatchWarning, make_key
 from simbench.runner.driver import run_suite
 from tests.test_runner import computed, copy_run, shared_models, without_timing, write_suite
@@ -257,3 +259,196 @@ def test_two_concurrent_runs_compute_each_entry_once(base, tmp_path_factory, tmp
         pd.testing.assert_frame_equal(without_timing(df), without_timing(base.summary.results))
     locks = list((shared / "score").rglob(".*.lock"))
     assert len(locks) == N_CELLS  # one lock file per score entry, beside it
+
+
+# ----------------------------------------------------------------------------- time limits
+
+
+class _Sleeper(simbench.Metric):
+    """Test metric: 0.5, but sleeps forever on 16-channel layers (conv3, conv4), or on
+    every layer when ``$SIMBENCH_TEST_HANG`` is ``all``; touches ``$SIMBENCH_TEST_MARKER``
+    (if set) when it starts sleeping. Module-level, so worker processes import it."""
+
+    name = "sleeper"
+    streaming = True
+
+    def __init__(self) -> None:
+        pass
+
+    def _from_moments(self, m):
+        import os
+        import time
+
+        if m.d_x == 16 or os.environ.get("SIMBENCH_TEST_HANG") == "all":
+            marker = os.environ.get("SIMBENCH_TEST_MARKER")
+            if marker:
+                Path(marker).write_text(str(os.getpid()))
+            while True:
+                time.sleep(3600)
+        return 0.5
+
+
+def sleeper_registry():
+    from simbench.hookspecs import hookimpl
+    from simbench.registry import Registry
+
+    mod = types.ModuleType("sleeper_plugin")
+
+    @hookimpl
+    def simbench_register_metrics():
+        return [_Sleeper]
+
+    mod.simbench_register_metrics = simbench_register_metrics
+    return Registry(extra=[mod])
+
+
+def _with_sleeper(path: Path, run: str) -> None:
+    text = path.read_text().replace(
+        "metrics: [cka, bures_cosine, procrustes_distance]",
+        "metrics: [cka, bures_cosine, procrustes_distance, sleeper]",
+    )
+    path.write_text(text + run)
+
+
+def test_a_hanging_cell_fails_at_its_time_limit_and_the_others_complete(
+    base, tmp_path, monkeypatch
+):
+    from simbench.suite import load_suite
+    from tests.test_runner import same_provenance
+
+    path = copy_run(base.folder, tmp_path / "hang")
+    _with_sleeper(path, "run: {cell_timeout_s: 1}\n")
+    reg = sleeper_registry()
+    monkeypatch.setattr(simbench.registry, "default_registry", lambda: reg)
+    run = run_suite(load_suite(path, registry=reg), echo=None, report=False)
+    assert computed(run) == {"train": 0, "extract": 0, "align": 0, "score": 27 + 1}
+    df = run.results
+    mine = df[df.metric == "sleeper"]
+    hung = mine.layer_a.isin(["conv3", "conv4"])
+    assert len(mine) == 27 and hung.sum() == 6
+    assert mine[hung].value.isna().all()
+    assert (
+        mine[hung]
+        .error.str.startswith(
+            "TimeLimitExceeded: the cell ran longer than run.cell_timeout_s = 1 s"
+        )
+        .all()
+    )
+    assert (mine[~hung].value == 0.5).all() and (mine[~hung].error == "").all()
+    others = df[df.metric != "sleeper"]
+    pd.testing.assert_frame_equal(same_provenance(others), same_provenance(base.summary.results))
+    # the stopped cells are recorded with their limit: not retried under the same limit ...
+    again = run_suite(load_suite(path, registry=reg), echo=None, report=False)
+    assert computed(again)["score"] == 0
+    # ... retried under a larger one
+    path.write_text(path.read_text().replace("cell_timeout_s: 1}", "cell_timeout_s: 1.5}"))
+    larger = run_suite(load_suite(path, registry=reg), echo=None, report=False)
+    assert computed(larger)["score"] == 6
+    errors = larger.results[larger.results.metric == "sleeper"].error
+    assert errors.str.contains("run.cell_timeout_s = 1.5 s").sum() == 6
+
+
+def test_a_job_over_its_time_limit_fails_for_this_run_only(base, tmp_path, monkeypatch):
+    from simbench.suite import load_suite
+
+    path = copy_run(base.folder, tmp_path / "joblimit")
+    _with_sleeper(path, "run: {cell_timeout_s: null, job_timeout_s: 1}\n")
+    reg = sleeper_registry()
+    monkeypatch.setattr(simbench.registry, "default_registry", lambda: reg)
+    run = run_suite(load_suite(path, registry=reg), echo=None, report=False)
+    # the 6 hung jobs (and possibly the invariance checks: loading two models can take
+    # more than 1 s on a loaded machine)
+    assert not run.ok and run.stats["score"].failed in (6, 7)
+    mine = run.results[run.results.metric == "sleeper"]
+    hung = mine.layer_a.isin(["conv3", "conv4"])
+    assert (
+        mine[hung]
+        .error.str.startswith(
+            "score job failed: TimeLimitExceeded: the job ran longer than run.job_timeout_s = 1 s"
+        )
+        .all()
+    )
+    assert (mine[~hung].value == 0.5).all()
+    # nothing of the failure was cached: without the limit the cells run (and hang) again
+    plan = run.plan.schedule()
+    assert plan.outputs["score"] == run.stats["score"].failed
+
+
+def run_cli_with_sleeper(argv: list[str]) -> int:
+    """``simbench <argv>`` with the sleeper metric registered (for subprocess tests)."""
+    from simbench.cli import main
+
+    reg = sleeper_registry()
+    # make it the default registry of this process (for every module holding the function)
+    simbench.registry.default_registry.cache_clear()
+    original, simbench.registry.Registry = simbench.registry.Registry, lambda: reg
+    simbench.registry.default_registry()
+    simbench.registry.Registry = original
+    return main(argv)
+
+
+def test_ctrl_c_during_a_hanging_cell_exits_at_once(base, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = copy_run(base.folder, tmp_path / "sigint")
+    _with_sleeper(path, "")
+    marker = tmp_path / "sleeping"
+    env = {**os.environ, "SIMBENCH_TEST_HANG": "all", "SIMBENCH_TEST_MARKER": str(marker)}
+    code = (
+        "import sys, tests.test_cache_guarantees as t; "
+        f"sys.exit(t.run_cli_with_sleeper(['run', {str(path)!r}, '--no-report']))"
+    )
+    log = open(tmp_path / "log.txt", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():  # a worker is inside the hanging metric
+            assert proc.poll() is None, (tmp_path / "log.txt").read_text()
+            assert time.monotonic() < deadline, "the metric never ran"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
+        proc.wait(timeout=30)
+        seconds = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+    text = (tmp_path / "log.txt").read_text()
+    print(f"exited {seconds:.2f} s after SIGINT")
+    assert proc.returncode == 130, text
+    assert f"run `simbench run {path}` again to resume" in text
+    assert seconds < 2.0, text
+    # the hung worker is dead (killed, not left sleeping); the forkserver and the
+    # resource tracker see their parent gone and exit by themselves
+    worker = int(marker.read_text())
+    deadline = time.monotonic() + 10
+    while _session(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _session(proc.pid), _session(proc.pid)
+    assert (
+        not Path(f"/proc/{worker}").exists()
+        or "zombie" in Path(f"/proc/{worker}/status").read_text()
+    )
+
+
+def _session(sid: int) -> list[str]:
+    """``ps`` lines of the live processes of a session."""
+    import subprocess
+
+    out = subprocess.run(["ps", "-o", "pid,stat,args", "-s", str(sid)], capture_output=True)
+    lines = out.stdout.decode().splitlines()[1:]
+    return [line for line in lines if " Z" not in line]

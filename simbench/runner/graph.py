@@ -252,13 +252,23 @@ class Plan:
 
         # score (and the invariance checks, which belong to the score stage)
         run_cells: list[Cell] = []
+        limit = self.suite.run.cell_timeout_s
         for c in self.cells:
             dirty = f <= 3 and (f != 2 or c.score.kind == "weights")
             inputs = score_inputs(c.score)
-            if dirty or not cache.has_json("score", c.score.key, verify, inputs=inputs):
+            if verify:
+                rec = cache.get_json("score", c.score.key, inputs=inputs)
+                stopped = rec is not None and rec.get("timeout_s") is not None
+                # a cell stopped at a time limit runs again under a larger one
+                if stopped and (limit is None or rec["timeout_s"] < limit):
+                    rec = None
+                missing = rec is None
+            else:
+                missing = not cache.has_json("score", c.score.key, verify)
+            if dirty or missing:
                 run_cells.append(c)
-                if dirty and verify:  # forced: gone, so that no job takes it for done
-                    cache.discard("score", c.score.key)
+                if verify:  # forced, or stopped at a smaller limit: no job may take it
+                    cache.discard("score", c.score.key)  # for done
         run_checks = self.checks is not None and (
             (f <= 3 and f != 2) or not cache.has_json("checks", self.checks.key, verify)
         )

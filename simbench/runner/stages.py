@@ -625,12 +625,16 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
     cache = Cache(job.cache_root)
     inputs = _Inputs(cache)
     failed = reused = 0
+    from simbench.runner.supervise import cell_started
+
     for cell in job.cells:
         with cache.lock("score", [cell.key]):
             if cache.has_json("score", cell.key, inputs=score_inputs(cell)):
                 reused += 1  # a concurrent run scored it while this one waited
                 continue
+            cell_started(cell.key)  # from now on run.cell_timeout_s applies
             failed += _score_one(cell, inputs)
+            cell_started(None)
     return {"written": len(job.cells) - reused, "failed": failed, "reused": reused}
 
 
@@ -662,6 +666,20 @@ def _score_one(cell: ScoreCell, inputs: _Inputs) -> int:
     rec["wall_time_s"] = time.perf_counter() - t0
     inputs.cache.put_json("score", cell.key, rec, score_inputs(cell))
     return failed
+
+
+def timeout_record(limit_s: float) -> dict[str, Any]:
+    """The record of a score cell stopped at ``run.cell_timeout_s`` (cached: the next run
+    retries it only under a larger limit, see :meth:`simbench.runner.graph.Plan.schedule`)."""
+    return {
+        "value": None,
+        "stderr": None,
+        "error": f"TimeLimitExceeded: the cell ran longer than run.cell_timeout_s = "
+        f"{limit_s:g} s and was stopped (raise the limit to retry it)",
+        "details": {},
+        "wall_time_s": limit_s,
+        "timeout_s": limit_s,
+    }
 
 
 # ----------------------------------------------------------------------------- checks
