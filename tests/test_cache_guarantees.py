@@ -387,14 +387,17 @@ def run_cli_with_sleeper(argv: list[str]) -> int:
     return main(argv)
 
 
-def test_ctrl_c_during_a_hanging_cell_exits_at_once(base, tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
+def test_a_run_stopped_during_a_hanging_cell_leaves_no_worker(base, tmp_path, how):
+    """Ctrl-C (SIGINT to the process group): exit 130 within 2 s with the resume command.
+    SIGKILL of the runner alone (no handler runs): its hung worker exits by itself."""
     import os
     import signal
     import subprocess
     import sys
     import time
 
-    path = copy_run(base.folder, tmp_path / "sigint")
+    path = copy_run(base.folder, tmp_path / "stop")
     _with_sleeper(path, "")
     marker = tmp_path / "sleeping"
     env = {**os.environ, "SIMBENCH_TEST_HANG": "all", "SIMBENCH_TEST_MARKER": str(marker)}
@@ -419,7 +422,10 @@ def test_ctrl_c_during_a_hanging_cell_exits_at_once(base, tmp_path):
             time.sleep(0.05)
         time.sleep(0.5)
         t0 = time.monotonic()
-        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: every process of the group
+        if how == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C sends: the whole group
+        else:
+            os.kill(proc.pid, signal.SIGKILL)  # the runner only, e.g. the OOM killer
         proc.wait(timeout=30)
         seconds = time.monotonic() - t0
     finally:
@@ -428,12 +434,13 @@ def test_ctrl_c_during_a_hanging_cell_exits_at_once(base, tmp_path):
             proc.wait()
         log.close()
     text = (tmp_path / "log.txt").read_text()
-    print(f"exited {seconds:.2f} s after SIGINT")
-    assert proc.returncode == 130, text
-    assert f"run `simbench run {path}` again to resume" in text
-    assert seconds < 2.0, text
-    # the hung worker is dead (killed, not left sleeping); the forkserver and the
-    # resource tracker see their parent gone and exit by themselves
+    if how == "ctrl-c":
+        print(f"exited {seconds:.2f} s after SIGINT")
+        assert proc.returncode == 130, text
+        assert f"run `simbench run {path}` again to resume" in text
+        assert seconds < 2.0, text
+    # the hung worker is gone (killed by the runner, or on its own once the runner is
+    # gone); so are the forkserver and the resource tracker
     worker = int(marker.read_text())
     deadline = time.monotonic() + 10
     while _session(proc.pid) and time.monotonic() < deadline:

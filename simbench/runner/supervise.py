@@ -118,9 +118,23 @@ def _install_plugins(payload: list[tuple[str, bytes]]) -> None:
         registry.Registry = original  # type: ignore[misc]
 
 
-def _worker(conn: Any, threads: int, gpu: int | None, plugins: list[tuple[str, bytes]]) -> None:
+def _orphan_watch(alive: Any) -> None:
+    """Exit when the runner is gone (killed with ``SIGKILL``: nothing killed us): the
+    runner holds the other end of ``alive`` and never writes, so reading returns only at
+    its death. A worker stuck in a hung metric must not outlive its run."""
+    with contextlib.suppress(EOFError, OSError):
+        alive.recv()
+    os._exit(1)
+
+
+def _worker(
+    conn: Any, alive: Any, threads: int, gpu: int | None, plugins: list[tuple[str, bytes]]
+) -> None:
     global _conn
+    import threading
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and kills us
+    threading.Thread(target=_orphan_watch, args=(alive,), daemon=True).start()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     import torch
@@ -162,6 +176,7 @@ def _plugin_payload() -> list[tuple[str, bytes]]:
 class _Worker:
     proc: Any
     conn: Any
+    alive: Any  # the write end of the worker's liveness pipe (see _orphan_watch)
     index: int | None = None  # the item it runs
     started: float | None = None  # when it began the item
     cell: tuple[str, float] | None = None  # (label, since)
@@ -183,13 +198,14 @@ class SupervisedPool:
 
     def _start(self, slot: int) -> _Worker:
         parent, child = self.ctx.Pipe()
+        alive_r, alive_w = self.ctx.Pipe(duplex=False)
         gpu = self.gpus[slot] if self.gpus is not None else None
-        proc = self.ctx.Process(
-            target=_worker, args=(child, self.threads, gpu, self._plugins), daemon=True
-        )
+        args = (child, alive_r, self.threads, gpu, self._plugins)
+        proc = self.ctx.Process(target=_worker, args=args, daemon=True)
         proc.start()
         child.close()
-        w = _Worker(proc, parent)
+        alive_r.close()
+        w = _Worker(proc, parent, alive_w)
         self._slots[slot] = w
         return w
 
@@ -200,6 +216,7 @@ class SupervisedPool:
             with contextlib.suppress(Exception):
                 w.proc.kill()
             w.conn.close()
+            w.alive.close()
             w.proc.join(timeout=1.0)
 
     def map(
