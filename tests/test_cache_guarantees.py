@@ -8,6 +8,7 @@ the session, so only extraction and scoring run here).
 
 from __future__ import annotations
 
+import os
 import shutil
 import types
 import warnings
@@ -459,3 +460,49 @@ def _session(sid: int) -> list[str]:
     out = subprocess.run(["ps", "-o", "pid,stat,args", "-s", str(sid)], capture_output=True)
     lines = out.stdout.decode().splitlines()[1:]
     return [line for line in lines if " Z" not in line]
+
+
+# ----------------------------------------------------------------------------- supervised pool
+
+
+def nap(seconds: float) -> float:
+    """A job that takes ``seconds`` (module level: workers import it)."""
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def cells(seconds: list[float]) -> list[float]:
+    """A job of cells, the way score jobs report them to the supervising pool."""
+    import time
+
+    from simbench.runner.supervise import cell_started
+
+    for i, s in enumerate(seconds):
+        cell_started(f"cell{i}")
+        time.sleep(s)
+        cell_started(None)
+    return seconds
+
+
+def test_local_executor_stops_jobs_and_cells_at_their_limits():
+    from simbench.runner.executors import LocalExecutor
+    from simbench.runner.supervise import Limits, TimeLimitExceeded, WorkerDied
+
+    ex = LocalExecutor(workers=1)
+    try:
+        out = ex.map(nap, [0.0, 60.0, 0.1], limits=Limits(job_s=1.0))
+        assert out[0] == 0.0 and out[2] == 0.1
+        assert isinstance(out[1], TimeLimitExceeded) and out[1].what == "job"
+        assert str(out[1]) == "the job ran longer than run.job_timeout_s = 1 s"
+        # a cell over its limit names itself; the job's earlier cells do not count
+        out = ex.map(cells, [[0.6, 0.6, 60.0], [0.1]], limits=Limits(cell_s=1.0))
+        assert isinstance(out[0], TimeLimitExceeded)
+        assert (out[0].what, out[0].label, out[0].limit_s) == ("cell", "cell2", 1.0)
+        assert out[1] == [0.1]
+        crashed = ex.map(os._exit, [3], limits=Limits(job_s=5.0))
+        assert isinstance(crashed[0], WorkerDied) and "exit code 3" in str(crashed[0])
+    finally:
+        ex.close()
+    assert ex._pools == {}

@@ -251,6 +251,7 @@ class SupervisedPool:
                     if done is not None:
                         results[i], w.index = done[0], None
                     elif died or (w.proc.sentinel in ready and not w.conn.poll()):
+                        w.proc.join(timeout=1.0)  # its pipe closed: it is exiting
                         code = w.proc.exitcode
                         results[i] = WorkerDied(
                             f"the worker process running this job died (exit code {code})"
