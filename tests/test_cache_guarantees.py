@@ -506,3 +506,25 @@ def test_local_executor_stops_jobs_and_cells_at_their_limits():
     finally:
         ex.close()
     assert ex._pools == {}
+
+
+def test_records_of_the_older_format_are_recomputed_with_one_warning(tmp_path):
+    import hashlib
+    import json
+
+    from simbench.runner.cache import CacheCorruptionWarning, canonical_json
+
+    cache = Cache(tmp_path)
+    keys = [make_key(i) for i in range(3)]
+    for k in keys:  # the format before key binding: {"sha256", "record"}
+        body = {"value": 0.5}
+        digest = hashlib.sha256(canonical_json(body).encode()).hexdigest()
+        path = cache.path("score", k, "json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"sha256": digest, "record": body}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert all(cache.get_json("score", k) is None for k in keys)
+    old = [w for w in caught if issubclass(w.category, CacheCorruptionWarning)]
+    assert len(old) == 1 and "older simbench" in str(old[0].message)
+    assert not any(cache.path("score", k, "json").exists() for k in keys)

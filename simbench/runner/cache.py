@@ -57,6 +57,7 @@ __all__ = [
 
 #: the array inside every ``.npz`` of the cache naming its entry (``"<stage>/<key>"``)
 NPZ_KEY = "__key__"
+_LEGACY_WARNED: set[str] = set()  # caches already warned about files of the older format
 
 
 class CacheCorruptionWarning(UserWarning):
@@ -133,6 +134,19 @@ class Cache:
             stacklevel=3,
         )
 
+    def _legacy(self, *paths: Path) -> None:
+        """Discard files of the format before key binding, warning once per cache."""
+        root = str(self.root)
+        if root not in _LEGACY_WARNED:
+            _LEGACY_WARNED.add(root)
+            warnings.warn(
+                f"cache {root} holds files written by an older simbench, not bound to their "
+                "keys; they are recomputed as they are needed",
+                CacheCorruptionWarning,
+                stacklevel=4,
+            )
+        self._discard(*paths)
+
     def _warn_key(self, path: Path, stage: str, key: str, found: Any, inputs: Any) -> None:
         if found[:2] != [stage, key]:
             why = f"it holds the record of {found[0]}/{found[1]}, not {stage}/{key}"
@@ -185,6 +199,10 @@ class Cache:
         try:
             outer = json.loads(raw)
             record = outer["record"]
+            if isinstance(outer, dict) and "key" not in outer and "sha256" in outer:
+                if repair:  # an older simbench's record (no key binding): recompute
+                    self._legacy(path)
+                return None
             head = {k: outer[k] for k in ("stage", "key", "inputs")}
             text = canonical_json({**head, "record": record})
             ok = hashlib.sha256(text.encode()).hexdigest() == outer["sha256"]
@@ -268,6 +286,10 @@ class Cache:
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             bad, why = (sidecar, path), f"unreadable sidecar {sidecar.name}"
         else:
+            if "key" not in side:
+                if repair:
+                    self._legacy(sidecar, path)
+                return False, None
             if found[:2] != [stage, key] or (inputs is not None and found[2] != list(inputs)):
                 if repair:
                     self._warn_key(sidecar, stage, key, found, inputs or [])
