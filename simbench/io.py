@@ -10,9 +10,19 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+
+#: 8 hex digits naming this machine in temporary file names (a hostname may hold dots)
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+#: ``.<name>.<host>-<pid>.<12 hex>.tmp`` (and the older ``.<name>.<pid>.<12 hex>.tmp``)
+_TEMP_RE = re.compile(r"^\..+\.(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)\.[0-9a-f]{12}\.tmp$")
+#: a temporary file untouched for this long is abandoned whoever wrote it (seconds)
+STALE_TEMP_AGE_S = 3600.0
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -34,7 +44,7 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         yield tmp
         if fsync:
@@ -45,3 +55,42 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(root: str | os.PathLike, max_age_s: float = STALE_TEMP_AGE_S) -> int:
+    """Delete the temporary files of interrupted :func:`atomic_path` writes under ``root``
+    (recursively); return how many.
+
+    Only abandoned ones: written on this machine by a process that no longer exists, or
+    (any machine: the folder may be shared) not modified for ``max_age_s``. A write in
+    progress, here or on another node, is never touched (a reused pid only delays the
+    removal until the file is ``max_age_s`` old).
+    """
+    removed = 0
+    now = time.time()
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            m = _TEMP_RE.match(name)
+            if m is None:
+                continue
+            path = os.path.join(folder, name)
+            try:
+                age = now - os.stat(path).st_mtime
+            except FileNotFoundError:
+                continue
+            dead = m["host"] == _HOST and not _alive(int(m["pid"]))
+            if dead or age > max_age_s:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    removed += 1
+    return removed

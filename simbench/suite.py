@@ -67,6 +67,7 @@ __all__ = [
     "Probe",
     "Problem",
     "RelationLabels",
+    "RunLimits",
     "Suite",
     "SuiteError",
     "load_suite",
@@ -230,6 +231,24 @@ class Probe(_Strict):
         return v
 
 
+#: default ``run.cell_timeout_s``: a score cell running longer is hung, not slow (the
+#: largest built-in cells take seconds; a 2000-image SRM fit about ten)
+DEFAULT_CELL_TIMEOUT_S = 1800.0
+#: a positive, finite number of seconds
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+
+
+class RunLimits(_Strict):
+    """``run:`` time limits in seconds (``null``: none). ``cell_timeout_s``: one score cell
+    (default :data:`DEFAULT_CELL_TIMEOUT_S`); ``job_timeout_s``: one job of any stage
+    (training, one pair's extraction, one layer's alignments or scores; default none).
+    A cell or job over its limit is stopped (its worker process killed) and recorded as
+    failed with the limit; the others go on. Limits never change results or cache keys."""
+
+    cell_timeout_s: Seconds | None = DEFAULT_CELL_TIMEOUT_S
+    job_timeout_s: Seconds | None = None
+
+
 class SamePairs(_Strict):
     """Every pair of models equal on the listed fields (see :data:`SAME_FIELDS`)."""
 
@@ -359,6 +378,7 @@ class Suite(_Strict):
     metrics: Annotated[list[Ref], Field(min_length=1)]
     draws: PosInt = 1
     executor: Ref = Field(default_factory=lambda: PluginRef(name="local"))
+    run: RunLimits = Field(default_factory=RunLimits)
 
     _file: str = PrivateAttr("<suite>")
     _models: dict[str, _Model] = PrivateAttr(default_factory=dict)
@@ -488,10 +508,10 @@ class Suite(_Strict):
 
     def config_hash(self) -> str:
         """A 16-hex-digit SHA-256 of the normalised suite: every validated field with its
-        default filled in, mappings with sorted keys, paths resolved. ``output``, ``cache``
-        and ``executor`` are left out: where results are written and where jobs run do not
-        change them."""
-        data = self.model_dump(mode="json", exclude={"output", "cache", "executor"})
+        default filled in, mappings with sorted keys, paths resolved. ``output``, ``cache``,
+        ``executor`` and ``run`` are left out: where results are written, where jobs run
+        and their time limits do not change them."""
+        data = self.model_dump(mode="json", exclude={"output", "cache", "executor", "run"})
         # keys added for foreign models, left out at their defaults: earlier hashes hold
         if data.get("layer_features") == "pooled":
             del data["layer_features"]

@@ -82,7 +82,7 @@ def test_local_pool_runs_in_worker_processes_shares_cores_and_survives_a_crash()
         errors = ex.map(square_or_fail, [1, -5, 2])
         assert errors[0] == 1 and errors[2] == 4 and isinstance(errors[1], ValueError)
         crashed = ex.map(die, [0, 1, 2])
-        assert isinstance(crashed[1], Exception)  # BrokenProcessPool, returned not raised
+        assert isinstance(crashed[1], Exception)  # WorkerDied, returned not raised
         assert ex.map(square_or_fail, [4, 5]) == [16, 25]  # a fresh pool after the crash
     finally:
         ex.close()

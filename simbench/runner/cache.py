@@ -4,13 +4,21 @@ Layout under the cache root::
 
     <stage>/<key[:2]>/<key>.json        a JSON record (score cell, failed alignment, checks)
     <stage>/<key[:2]>/<key>.npz         arrays (extract, align, eigvec) ...
-    <stage>/<key[:2]>/<key>.npz.json    ... and their sidecar: {"sha256", "size", "meta"}
+    <stage>/<key[:2]>/<key>.npz.json    ... and their sidecar: {"stage", "key", "sha256", ...}
 
-A JSON record is ``{"sha256": H, "record": {...}}`` with ``H`` the SHA-256 of the
-record's canonical JSON (sorted keys, no spaces), so a record checks itself. An array
-file is complete iff its sidecar exists and the file's SHA-256 matches it (the sidecar
-is written last). Every file is written to a unique temporary name in the same folder
-and ``os.replace``-d into place, so readers (other jobs, other machines on a shared file
+A JSON record is ``{"stage", "key", "inputs", "sha256": H, "record": {...}}`` with
+``H`` the SHA-256 of the canonical JSON (sorted keys, no spaces) of stage, key, inputs
+and record, so a record checks itself *and the entry it was written for*. An array file
+is complete iff its sidecar exists and the file's SHA-256 matches it (the sidecar is
+written last); the sidecar names the stage, key and inputs, and the ``.npz`` holds its
+own ``__key__`` (``"<stage>/<key>"``). ``inputs`` are the keys of the entries a record
+was computed from (an extract file's two models, an alignment's extract file...).
+A record found under another key or computed from other inputs than expected (a file
+copied or moved by hand, a bug) is reported with a :class:`CacheKeyMismatchWarning`
+naming both keys, deleted and recomputed.
+
+Every file is written to a unique temporary name in the same folder and
+``os.replace``-d into place, so readers (other jobs, other machines on a shared file
 system) see either nothing or a whole file. A file that fails its checksum (truncated,
 overwritten, half-copied, or lost in a power failure: files are not fsync-ed) is
 reported with a :class:`CacheCorruptionWarning`, deleted and treated as missing, so
@@ -30,7 +38,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +46,27 @@ import numpy as np
 
 from simbench.io import atomic_path, sha256_file
 
-__all__ = ["Cache", "CacheCorruptionWarning", "atomic_write_bytes", "canonical_json", "make_key"]
+__all__ = [
+    "Cache",
+    "CacheCorruptionWarning",
+    "CacheKeyMismatchWarning",
+    "atomic_write_bytes",
+    "canonical_json",
+    "make_key",
+]
+
+#: the array inside every ``.npz`` of the cache naming its entry (``"<stage>/<key>"``)
+NPZ_KEY = "__key__"
+_LEGACY_WARNED: set[str] = set()  # caches already warned about files of the older format
 
 
 class CacheCorruptionWarning(UserWarning):
     """A cache file failed its checksum (or could not be parsed); it will be recomputed."""
+
+
+class CacheKeyMismatchWarning(CacheCorruptionWarning):
+    """A cache file is intact but belongs to another key (or other inputs): copied or
+    moved under a name it was not written for. It is discarded and recomputed."""
 
 
 def _plain(obj: Any) -> Any:
@@ -110,23 +134,63 @@ class Cache:
             stacklevel=3,
         )
 
+    def _legacy(self, *paths: Path) -> None:
+        """Discard files of the format before key binding, warning once per cache."""
+        root = str(self.root)
+        if root not in _LEGACY_WARNED:
+            _LEGACY_WARNED.add(root)
+            warnings.warn(
+                f"cache {root} holds files written by an older simbench, not bound to their "
+                "keys; they are recomputed as they are needed",
+                CacheCorruptionWarning,
+                stacklevel=4,
+            )
+        self._discard(*paths)
+
+    def _warn_key(self, path: Path, stage: str, key: str, found: Any, inputs: Any) -> None:
+        if found[:2] != [stage, key]:
+            why = f"it holds the record of {found[0]}/{found[1]}, not {stage}/{key}"
+        else:
+            why = f"{stage}/{key} was computed from inputs {found[2]}, expected {list(inputs)}"
+        warnings.warn(
+            f"cache file {path}: {why}; it is discarded and will be recomputed",
+            CacheKeyMismatchWarning,
+            stacklevel=3,
+        )
+
     def _discard(self, *paths: Path) -> None:
         for p in paths:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
 
     # -- JSON records -----------------------------------------------------------------
-    def put_json(self, stage: str, key: str, record: Mapping[str, Any]) -> Path:
-        """Store ``record`` (JSON-able; NaN/inf become null) under ``(stage, key)``."""
+    def put_json(
+        self,
+        stage: str,
+        key: str,
+        record: Mapping[str, Any],
+        inputs: Sequence[str] = (),
+    ) -> Path:
+        """Store ``record`` (JSON-able; NaN/inf become null) under ``(stage, key)``, bound
+        to that key and to the keys of its ``inputs``."""
         body = _plain(record)
-        text = canonical_json(body)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        data = json.dumps({"sha256": digest, "record": body}, sort_keys=True, allow_nan=False)
+        head = {"stage": stage, "key": key, "inputs": [str(i) for i in inputs]}
+        digest = hashlib.sha256(canonical_json({**head, "record": body}).encode()).hexdigest()
+        data = json.dumps(
+            {**head, "sha256": digest, "record": body}, sort_keys=True, allow_nan=False
+        )
         return atomic_write_bytes(self.path(stage, key, "json"), (data + "\n").encode())
 
-    def get_json(self, stage: str, key: str, repair: bool = True) -> dict[str, Any] | None:
-        """The record of ``(stage, key)``, or ``None`` if missing or corrupt (then, with
-        ``repair``, warned about and deleted)."""
+    def get_json(
+        self,
+        stage: str,
+        key: str,
+        repair: bool = True,
+        inputs: Sequence[str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The record of ``(stage, key)``, or ``None`` if missing, corrupt, written for
+        another key or (``inputs`` given) computed from other inputs; then, with
+        ``repair``, warned about and deleted."""
         path = self.path(stage, key, "json")
         try:
             raw = path.read_bytes()
@@ -135,21 +199,35 @@ class Cache:
         try:
             outer = json.loads(raw)
             record = outer["record"]
-            ok = hashlib.sha256(canonical_json(record).encode()).hexdigest() == outer["sha256"]
+            if isinstance(outer, dict) and "key" not in outer and "sha256" in outer:
+                if repair:  # an older simbench's record (no key binding): recompute
+                    self._legacy(path)
+                return None
+            head = {k: outer[k] for k in ("stage", "key", "inputs")}
+            text = canonical_json({**head, "record": record})
+            ok = hashlib.sha256(text.encode()).hexdigest() == outer["sha256"]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-            ok, record = False, None
+            ok, record, head = False, None, {}
         if not ok:
             if repair:
                 self._warn(path, "checksum mismatch or unreadable JSON")
                 self._discard(path)
             return None
+        found = [head["stage"], head["key"], head["inputs"]]
+        if found[:2] != [stage, key] or (inputs is not None and found[2] != list(inputs)):
+            if repair:
+                self._warn_key(path, stage, key, found, inputs or [])
+                self._discard(path)
+            return None
         return record
 
-    def has_json(self, stage: str, key: str, verify: bool = True) -> bool:
+    def has_json(
+        self, stage: str, key: str, verify: bool = True, inputs: Sequence[str] | None = None
+    ) -> bool:
         """Whether a valid record exists (``verify=False``: the file exists)."""
         if not verify:
             return self.path(stage, key, "json").is_file()
-        return self.get_json(stage, key) is not None
+        return self.get_json(stage, key, inputs=inputs) is not None
 
     # -- arrays -----------------------------------------------------------------------
     def put_arrays(
@@ -158,21 +236,38 @@ class Cache:
         key: str,
         arrays: Mapping[str, np.ndarray],
         meta: Mapping[str, Any] | None = None,
+        inputs: Sequence[str] = (),
     ) -> Path:
-        """Store ``arrays`` as an uncompressed ``.npz`` plus a sidecar with its SHA-256 and
-        ``meta``; the sidecar is written last (it marks completeness)."""
+        """Store ``arrays`` as an uncompressed ``.npz`` (with its own :data:`NPZ_KEY`) plus
+        a sidecar with its SHA-256, key, ``inputs`` and ``meta``; the sidecar is written
+        last (it marks completeness)."""
+        if NPZ_KEY in arrays:
+            raise ValueError(f"{NPZ_KEY!r} is reserved in cache array files")
         path = self.path(stage, key, "npz")
         buf = io.BytesIO()
-        np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+        named = {k: np.asarray(v) for k, v in arrays.items()}
+        np.savez(buf, **named, **{NPZ_KEY: np.array(f"{stage}/{key}")})
         data = buf.getvalue()
         atomic_write_bytes(path, data)
-        side = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "meta": meta or {}}
+        side = {
+            "stage": stage,
+            "key": key,
+            "inputs": [str(i) for i in inputs],
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "size": len(data),
+            "meta": meta or {},
+        }
         sidecar = path.with_name(path.name + ".json")
         atomic_write_bytes(sidecar, (canonical_json(side) + "\n").encode())
         return path
 
     def _array_status(
-        self, stage: str, key: str, verify: bool, repair: bool = True
+        self,
+        stage: str,
+        key: str,
+        verify: bool,
+        repair: bool = True,
+        inputs: Sequence[str] | None = None,
     ) -> tuple[bool, dict | None]:
         path = self.path(stage, key, "npz")
         sidecar = path.with_name(path.name + ".json")
@@ -187,9 +282,19 @@ class Cache:
         try:
             side = json.loads(sidecar.read_bytes())
             expected, size, meta = side["sha256"], int(side["size"]), side.get("meta", {})
+            found = [side.get("stage"), side.get("key"), side.get("inputs")]
         except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             bad, why = (sidecar, path), f"unreadable sidecar {sidecar.name}"
         else:
+            if "key" not in side:
+                if repair:
+                    self._legacy(sidecar, path)
+                return False, None
+            if found[:2] != [stage, key] or (inputs is not None and found[2] != list(inputs)):
+                if repair:
+                    self._warn_key(sidecar, stage, key, found, inputs or [])
+                    self._discard(sidecar, path)
+                return False, None
             try:
                 actual_size = path.stat().st_size
             except FileNotFoundError:
@@ -204,24 +309,52 @@ class Cache:
             return False, None
         return True, meta
 
-    def has_arrays(self, stage: str, key: str, verify: bool = True, repair: bool = True) -> bool:
-        """Whether a complete array file exists. ``verify`` checks its SHA-256 (else only
-        its sidecar and size); ``repair`` warns about and deletes a corrupt one."""
-        return self._array_status(stage, key, verify, repair)[0]
+    def has_arrays(
+        self,
+        stage: str,
+        key: str,
+        verify: bool = True,
+        repair: bool = True,
+        inputs: Sequence[str] | None = None,
+    ) -> bool:
+        """Whether a complete array file of this key (and ``inputs``) exists. ``verify``
+        checks its SHA-256 (else only its sidecar and size); ``repair`` warns about and
+        deletes a corrupt or misplaced one."""
+        return self._array_status(stage, key, verify, repair, inputs)[0]
 
-    def get_arrays(self, stage: str, key: str) -> tuple[dict[str, np.ndarray], dict] | None:
-        """``(arrays, meta)`` of ``(stage, key)`` (SHA-256 verified), or ``None``."""
-        ok, meta = self._array_status(stage, key, verify=True)
+    def get_arrays(
+        self, stage: str, key: str, inputs: Sequence[str] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict] | None:
+        """``(arrays, meta)`` of ``(stage, key)`` (SHA-256 and key verified), or ``None``."""
+        ok, meta = self._array_status(stage, key, verify=True, inputs=inputs)
         if not ok:
             return None
         path = self.path(stage, key, "npz")
         try:
             with np.load(path, allow_pickle=False) as z:
-                return {k: z[k] for k in z.files}, meta or {}
+                arrays = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:  # verified but unreadable: a bug or a race
             self._warn(path, f"unreadable: {exc}")
             self.discard(stage, key)
             return None
+        own = str(arrays.pop(NPZ_KEY, ""))
+        if own != f"{stage}/{key}":
+            warnings.warn(
+                f"cache file {path}: it holds the arrays of {own or 'an unnamed entry'}, not "
+                f"{stage}/{key}; it is discarded and will be recomputed",
+                CacheKeyMismatchWarning,
+                stacklevel=2,
+            )
+            self.discard(stage, key)
+            return None
+        return arrays, meta or {}
+
+    def lock(self, stage: str, keys: Sequence[str]) -> contextlib.AbstractContextManager:
+        """The exclusive locks of ``(stage, key)`` for every key (:mod:`simbench.runner.locks`):
+        hold them while computing the entries, after checking they are still missing."""
+        from simbench.runner.locks import locked
+
+        return locked(self.path(stage, k, "json") for k in keys)
 
     # -- maintenance --------------------------------------------------------------------
     def discard(self, stage: str, key: str) -> None:

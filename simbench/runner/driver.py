@@ -32,6 +32,7 @@ from simbench.runner.stages import (
     error_text,
     run_job,
 )
+from simbench.runner.supervise import Limits
 
 __all__ = ["RunSummary", "StageStats", "make_executor", "run_suite"]
 
@@ -85,7 +86,14 @@ def _bar(stage: str, total: int) -> Any:
     return tqdm(total=total, desc=stage, unit="job", leave=False, disable=None, file=sys.stderr)
 
 
-def _map(executor: Any, fn: Callable, jobs: list[Any], stage: str, training: bool) -> list[Any]:
+def _map(
+    executor: Any,
+    fn: Callable,
+    jobs: list[Any],
+    stage: str,
+    training: bool,
+    limits: Limits | None = None,
+) -> list[Any]:
     if not jobs:
         return []
     method = getattr(executor, "map_training", None) if training else None
@@ -93,13 +101,14 @@ def _map(executor: Any, fn: Callable, jobs: list[Any], stage: str, training: boo
     bar = _bar(stage, len(jobs))
     try:
         try:
-            accepts = "progress" in inspect.signature(method).parameters
+            params = inspect.signature(method).parameters
         except (TypeError, ValueError):
-            accepts = False
-        if accepts:
-            results = method(fn, jobs, progress=bar.update)
+            params = {}  # type: ignore[assignment]
+        kwargs: dict[str, Any] = {"limits": limits} if limits and "limits" in params else {}
+        if "progress" in params:
+            results = method(fn, jobs, progress=bar.update, **kwargs)
         else:
-            results = method(fn, jobs)
+            results = method(fn, jobs, **kwargs)
             bar.update(len(jobs))
     finally:
         bar.close()
@@ -145,6 +154,9 @@ def run_suite(
         say(plan.describe(sched))
         return RunSummary(plan, sched, dry_run=True)
 
+    stale = _remove_stale_temps(plan.cache.root, Path(suite.output_dir))
+    if stale:
+        say(f"removed {stale} temporary files left by interrupted writes")
     sched = plan.schedule(force, verify=True)
     executor = executor or make_executor(suite.executor_ref())
     if hasattr(executor, "bind"):
@@ -187,15 +199,18 @@ def _run_stages(
     plan: Plan, sched: Schedule, executor: Any, summary: RunSummary, say: Callable[[str], None]
 ) -> None:
     """Train, extract, align, score; fills ``summary.stats`` and ``summary.failed_keys``."""
+    run = plan.suite.run
+    jobs_limit = Limits(job_s=run.job_timeout_s)
     # -- train --
     t0 = time.perf_counter()
     failed_models: dict[str, str] = {}  # train key -> error
-    results = _map(executor, run_job, list(sched.train), "train", training=True)
+    results = _map(executor, run_job, list(sched.train), "train", True, jobs_limit)
     for job, res in zip(sched.train, results, strict=True):
         err = _failed(res)
         if err:
             failed_models[_spec_key(job)] = f"training failed: {err}"
-    _stats(summary, "train", sched, len(failed_models), t0, len(sched.train), say)
+    n_train = len(sched.train)
+    _stats(summary, "train", sched, len(failed_models), t0, n_train, say, _reused(results))
 
     # -- extract --
     t0 = time.perf_counter()
@@ -207,7 +222,7 @@ def _run_stages(
             _fail_extract(job, err, failed_keys)
         else:
             runnable.append(job)
-    results = _map(executor, run_job, runnable, "extract", training=False)
+    results = _map(executor, run_job, runnable, "extract", False, jobs_limit)
     for job, res in zip(runnable, results, strict=True):
         err = _failed(res)
         if err:
@@ -217,7 +232,7 @@ def _run_stages(
         for j, r in zip(runnable, results, strict=True)
         if not _failed(r)
     )
-    _stats(summary, "extract", sched, n_fail, t0, len(runnable), say)
+    _stats(summary, "extract", sched, n_fail, t0, len(runnable), say, _reused(results))
 
     # -- align --
     t0 = time.perf_counter()
@@ -230,14 +245,14 @@ def _run_stages(
             n_fail += len(job.tasks)
         else:
             runnable_a.append(job)
-    results = _map(executor, run_job, runnable_a, "align", training=False)
+    results = _map(executor, run_job, runnable_a, "align", False, jobs_limit)
     for job, res in zip(runnable_a, results, strict=True):
         err = _failed(res)
         if err:
             for t in job.tasks:
                 failed_keys[t.key] = f"alignment job failed: {err}"
             n_fail += len(job.tasks)
-    _stats(summary, "align", sched, n_fail, t0, len(runnable_a), say)
+    _stats(summary, "align", sched, n_fail, t0, len(runnable_a), say, _reused(results))
 
     # -- score (+ invariance checks) --
     t0 = time.perf_counter()
@@ -262,7 +277,9 @@ def _run_stages(
                 keep.append(cell)
         if keep:
             runnable_s.append(dataclasses.replace(job, cells=tuple(keep)))
-    results = _map(executor, run_job, runnable_s, "score", training=False)
+    results, runnable_s = _score(
+        plan, executor, runnable_s, Limits(run.job_timeout_s, run.cell_timeout_s)
+    )
     for job, res in zip(runnable_s, results, strict=True):
         err = _failed(res)
         if not err:
@@ -274,8 +291,57 @@ def _run_stages(
         else:
             n_fail += 1
             say(f"warning: invariance checks failed: {err}")
-    _stats(summary, "score", sched, n_fail, t0, len(runnable_s), say)
+    _stats(summary, "score", sched, n_fail, t0, len(runnable_s), say, _reused(results))
     summary.failed_keys = failed_keys
+
+
+def _remove_stale_temps(cache: Path, out_dir: Path) -> int:
+    """Temporary files of writes a kill interrupted, in the cache and the output folder
+    (:func:`simbench.io.remove_stale_temps`: only abandoned ones)."""
+    from simbench.io import remove_stale_temps
+
+    roots = [out_dir] if cache.resolve().is_relative_to(out_dir.resolve()) else [cache, out_dir]
+    return sum(remove_stale_temps(r) for r in roots if r.is_dir())
+
+
+def _score(
+    plan: Plan, executor: Any, jobs: list[Any], limits: Limits
+) -> tuple[list[Any], list[Any]]:
+    """Run the score jobs; a cell stopped at ``run.cell_timeout_s`` is recorded (with the
+    limit) and the rest of its job runs again, until no cell is left. Returns the jobs
+    run and their results (the last attempt of each)."""
+    from simbench.runner.stages import score_inputs, timeout_record
+    from simbench.runner.supervise import TimeLimitExceeded
+
+    done_jobs: list[Any] = []
+    done_results: list[Any] = []
+    while jobs:
+        results = _map(executor, run_job, jobs, "score", False, limits)
+        retry = []
+        for job, res in zip(jobs, results, strict=True):
+            stopped = isinstance(res, TimeLimitExceeded) and res.what == "cell"
+            cells = {c.key: c for c in job.cells} if isinstance(job, ScoreJob) else {}
+            if not (stopped and res.label in cells):
+                done_jobs.append(job)
+                done_results.append(res)
+                continue
+            hung = cells[res.label]
+            plan.cache.put_json("score", hung.key, timeout_record(res.limit_s), score_inputs(hung))
+            rest = tuple(
+                c for c in job.cells if not plan.cache.has_json("score", c.key, verify=False)
+            )
+            if rest:
+                retry.append(dataclasses.replace(job, cells=rest))
+            else:
+                done_jobs.append(job)
+                done_results.append({"written": 0})
+        jobs = retry
+    return done_results, done_jobs
+
+
+def _reused(results: list[Any]) -> int:
+    """Outputs that jobs found written by a concurrent run (after waiting for their locks)."""
+    return sum(int(r.get("reused", 0)) for r in results if isinstance(r, dict))
 
 
 def _spec_key(job: TrainJob) -> str:
@@ -307,9 +373,12 @@ def _stats(
     t0: float,
     jobs: int,
     say: Callable[[str], None],
+    reused: int = 0,
 ) -> None:
     todo, total = sched.outputs[stage], sched.totals[stage]
-    st = StageStats(todo - failed, total - todo, failed, jobs, time.perf_counter() - t0)
+    st = StageStats(
+        todo - failed - reused, total - todo + reused, failed, jobs, time.perf_counter() - t0
+    )
     summary.stats[stage] = st
     say(st.line(stage))
 

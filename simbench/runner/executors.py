@@ -35,14 +35,13 @@ import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from simbench.runner.base import Executor
+from simbench.runner.supervise import Limits, SupervisedPool
 
 Progress = Callable[[int], None] | None
 
@@ -59,15 +58,6 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
 def run_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
     """``[fn(item) or its exception for item in items]`` (several jobs in one task)."""
     return [_call(fn, item) for item in items]
-
-
-def _init_worker(threads: int, gpu_queue: Any = None) -> None:
-    """Process-pool initializer: share the cores (torch threads); pin one GPU if given."""
-    if gpu_queue is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu_queue.get())
-    import torch
-
-    torch.set_num_threads(max(1, threads))
 
 
 _BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -112,9 +102,12 @@ class LocalExecutor(Executor):
     """Local processes: a pool over the cores; training one job per GPU (else inline).
 
     ``workers``: pool size (default ``os.cpu_count()``); ``workers=1`` runs every job
-    inline in the calling process. Each pool process gets ``cores // workers`` torch
-    threads. ``start_method``: ``forkserver`` (workers fork from a server that has
-    imported torch once; falls back to ``spawn`` where unavailable) or ``spawn``.
+    inline in the calling process, except jobs under a time limit (``run:`` in the
+    suite; score cells have one by default), which run in one worker process that is
+    killed when the limit passes (:mod:`simbench.runner.supervise`). Each pool process
+    gets ``cores // workers`` torch threads. ``start_method``: ``forkserver`` (workers
+    fork from a server that has imported torch once; falls back to ``spawn`` where
+    unavailable) or ``spawn``.
     """
 
     name = "local"
@@ -126,39 +119,52 @@ class LocalExecutor(Executor):
     ) -> None:
         self.workers = workers
         self.start_method = start_method
-        self._pools: dict[int, ProcessPoolExecutor] = {}
+        self._pools: dict[int, SupervisedPool] = {}
 
     @property
     def n_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
 
     def map(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress = None
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        progress: Progress = None,
+        limits: Limits | None = None,
     ) -> list[Any]:
-        """``fn`` on every item: inline for one worker or one item, else a process pool."""
+        """``fn`` on every item: inline for one worker or one item (unless time ``limits``
+        apply: then in a worker process that can be killed), else a process pool."""
         items = list(items)
         n = min(self.n_workers, len(items))
-        if n <= 1:
+        if n <= 1 and not limits:
             return self._inline(fn, items, progress)
+        n = max(n, 1)
         threads = max(1, (os.cpu_count() or 1) // n)
-        return self._pool(fn, items, n, progress, (threads, None))
+        return self._run(self._reusable(n, threads), fn, items, progress, limits, threads)
 
     def map_training(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress = None
+        self,
+        fn: Callable[[Any], Any],
+        items: Sequence[Any],
+        progress: Progress = None,
+        limits: Limits | None = None,
     ) -> list[Any]:
         """Training jobs: one process per GPU when there are several GPUs; otherwise one
-        job at a time in this process (the GPU, or torch with every core)."""
+        job at a time in this process (the GPU, or torch with every core), or in one
+        worker process when a time limit applies."""
         items = list(items)
         gpus = _gpu_count()
         n = min(gpus, len(items), self.n_workers if self.workers else gpus)
-        if n <= 1:
+        if n <= 1 and not limits:
             return self._inline(fn, items, progress)
-        ctx = _context(self.start_method)
-        queue = ctx.Queue()
-        for g in range(n):
-            queue.put(g)
-        threads = max(1, (os.cpu_count() or 1) // n)
-        return self._pool(fn, items, n, progress, (threads, queue), ctx)
+        threads = max(1, (os.cpu_count() or 1) // max(n, 1))
+        ids = list(range(n)) if n > 1 else None
+        with _blas_env(threads):
+            pool = SupervisedPool(max(n, 1), _context(self.start_method), threads, ids)
+        try:
+            return self._run(pool, fn, items, progress, limits, threads)
+        finally:
+            pool.close()
 
     @staticmethod
     def _inline(fn: Callable[[Any], Any], items: list[Any], progress: Progress) -> list[Any]:
@@ -169,66 +175,44 @@ class LocalExecutor(Executor):
                 progress(1)
         return out
 
-    def _pool(
+    def _run(
         self,
+        pool: SupervisedPool,
         fn: Callable[[Any], Any],
         items: list[Any],
-        n: int,
         progress: Progress,
-        initargs: tuple,
-        ctx: Any = None,
+        limits: Limits | None,
+        threads: int,
     ) -> list[Any]:
-        gpu = initargs[1] is not None
-        pool = None if gpu else self._reusable(n, initargs)
-        if pool is None:
-            ctx = ctx or _context(self.start_method)
-            pool = ProcessPoolExecutor(
-                max_workers=n, mp_context=ctx, initializer=_init_worker, initargs=initargs
-            )
-        results: list[Any] = [None] * len(items)
         try:
-            with _blas_env(initargs[0]):  # workers start (spawn, forkserver) during submit
-                if (ctx or _context(self.start_method)).get_start_method() == "forkserver":
+            with _blas_env(threads):  # workers start (spawn, forkserver) on first use
+                if pool.ctx.get_start_method() == "forkserver":
                     from multiprocessing import forkserver
 
                     forkserver.ensure_running()
-                pending = {pool.submit(fn, item): i for i, item in enumerate(items)}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    i = pending.pop(fut)
-                    exc = fut.exception()
-                    results[i] = exc if exc is not None else fut.result()
-                    if progress is not None:
-                        progress(1)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            self._pools.pop(n, None)
+                return pool.map(fn, items, progress, limits)
+        except BaseException:  # Ctrl-C: the pool killed its workers; kill the others too
+            self.kill()
             raise
-        if gpu:
-            pool.shutdown(wait=True)
-        elif any(isinstance(r, BrokenProcessPool) for r in results):
-            self._pools.pop(n, None)  # a worker died: start afresh next time
-            pool.shutdown(wait=False)
-        return results
 
-    def _reusable(self, n: int, initargs: tuple) -> ProcessPoolExecutor:
+    def _reusable(self, n: int, threads: int) -> SupervisedPool:
         """The pool of ``n`` workers, kept across calls (stages) until :meth:`close`."""
         pool = self._pools.get(n)
         if pool is None:
-            pool = ProcessPoolExecutor(
-                max_workers=n,
-                mp_context=_context(self.start_method),
-                initializer=_init_worker,
-                initargs=initargs,
-            )
+            pool = SupervisedPool(n, _context(self.start_method), threads)
             self._pools[n] = pool
         return pool
+
+    def kill(self) -> None:
+        """Kill every worker process now (Ctrl-C), waiting for no job."""
+        for pool in self._pools.values():
+            pool.kill()
+        self._pools.clear()
 
     def close(self) -> None:
         """Shut the worker processes down (the runner calls it at the end of a run)."""
         for pool in self._pools.values():
-            pool.shutdown(wait=True)
+            pool.close()
         self._pools.clear()
 
     def __getstate__(self) -> dict[str, Any]:

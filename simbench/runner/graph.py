@@ -50,6 +50,8 @@ from simbench.runner.stages import (
     ScoreJob,
     TrainJob,
     align_done,
+    extract_inputs,
+    score_inputs,
 )
 
 __all__ = [
@@ -112,7 +114,12 @@ class ModelNode:
 
     @property
     def model_ref(self) -> ModelRef:
-        return ModelRef(self.ref, self.key, str(self.path))
+        from simbench.train.checkpoint import MODEL_FILE
+
+        final = self.path.name == MODEL_FILE
+        return ModelRef(
+            self.ref, self.key, str(self.path), self.train_key, None if final else self.epoch
+        )
 
     @property
     def arch(self) -> str | None:
@@ -205,18 +212,23 @@ class Plan:
             return False
         if not verify:
             return True
+        import warnings
+
+        from simbench.runner.cache import CacheCorruptionWarning, CacheKeyMismatchWarning
+
         try:
-            load_checkpoint(m.path)
+            _, meta = load_checkpoint(m.path)
         except (ValueError, OSError) as exc:
-            import warnings
-
-            from simbench.runner.cache import CacheCorruptionWarning
-
             warnings.warn(
                 f"checkpoint {m.path} is corrupt ({exc}); it will be trained again",
                 CacheCorruptionWarning,
                 stacklevel=2,
             )
+            return False
+        try:
+            m.model_ref.check(meta)
+        except ValueError as exc:
+            warnings.warn(f"{exc}; it will be trained again", CacheKeyMismatchWarning, stacklevel=2)
             return False
         return True
 
@@ -225,8 +237,10 @@ class Plan:
     ) -> Schedule:
         """The jobs to run, from the last stage up (see the module docstring).
 
-        ``verify`` checks SHA-256 digests and repairs (warns, deletes) corrupt files; with
-        ``verify=False`` (dry runs) only existence is checked and nothing is touched.
+        ``verify`` checks SHA-256 digests and repairs (warns, deletes) corrupt files, and
+        deletes the outputs ``force`` recomputes (jobs skip outputs that exist once they
+        hold their locks: a concurrent run wrote them); with ``verify=False`` (dry runs)
+        only existence is checked and nothing is touched.
         """
         from simbench.train.checkpoint import MODEL_FILE, is_complete
 
@@ -238,13 +252,28 @@ class Plan:
 
         # score (and the invariance checks, which belong to the score stage)
         run_cells: list[Cell] = []
+        limit = self.suite.run.cell_timeout_s
         for c in self.cells:
             dirty = f <= 3 and (f != 2 or c.score.kind == "weights")
-            if dirty or not cache.has_json("score", c.score.key, verify):
+            inputs = score_inputs(c.score)
+            if verify:
+                rec = cache.get_json("score", c.score.key, inputs=inputs)
+                stopped = rec is not None and rec.get("timeout_s") is not None
+                # a cell stopped at a time limit runs again under a larger one
+                if stopped and (limit is None or rec["timeout_s"] < limit):
+                    rec = None
+                missing = rec is None
+            else:
+                missing = not cache.has_json("score", c.score.key, verify)
+            if dirty or missing:
                 run_cells.append(c)
+                if verify:  # forced, or stopped at a smaller limit: no job may take it
+                    cache.discard("score", c.score.key)  # for done
         run_checks = self.checks is not None and (
             (f <= 3 and f != 2) or not cache.has_json("checks", self.checks.key, verify)
         )
+        if run_checks and verify and self.checks is not None:
+            cache.discard("checks", self.checks.key)
         groups: dict[tuple[int, str], list[ScoreCell]] = {}
         pair_index = {id(p): i for i, p in enumerate(self.pairs)}
         for c in run_cells:
@@ -264,11 +293,14 @@ class Plan:
             todo = [
                 t
                 for t in tasks
-                if t.key in needed_align and (f <= 2 or not align_done(cache, t.key, verify))
+                if t.key in needed_align
+                and (f <= 2 or not align_done(cache, t.key, verify, inputs=[ekey]))
             ]
             if todo:
                 run_align[ekey] = todo
                 n_align += len(todo)
+                for t in todo if f <= 2 and verify else ():
+                    cache.discard("align", t.key)
         sched.align = [AlignJob(root, ekey, tuple(t), threads) for ekey, t in run_align.items()]
         sched.outputs["align"] = n_align
         sched.totals["align"] = sum(len(t) for t in self.align_tasks.values())
@@ -286,14 +318,20 @@ class Plan:
             if pair.pooled_key:
                 keys.append(("", pair.pooled_key))
             total_extract += len(keys)
+            inputs = extract_inputs(pair.a.model_ref, pair.b.model_ref)
             todo = [
                 (layer, k)
                 for layer, k in keys
                 if k in needed_extract
-                and (f <= 1 or not cache.has_arrays("extract", k, verify, repair=verify))
+                and (
+                    f <= 1
+                    or not cache.has_arrays("extract", k, verify, repair=verify, inputs=inputs)
+                )
             ]
             if not todo:
                 continue
+            for _, k in todo if f <= 1 and verify else ():
+                cache.discard("extract", k)
             n_extract += len(todo)
             extract_pairs.append(pair)
             layers = tuple((layer, k) for layer, k in todo if layer)

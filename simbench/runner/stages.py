@@ -35,7 +35,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,11 +140,28 @@ def _set_threads(threads: int | None) -> None:
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model as jobs see it: its reference, content key and weights file."""
+    """A model as jobs see it: its reference, content key and weights file; for a model
+    the suite trains, the training run's key and the epoch the file must hold (checked
+    against its sidecar: a checkpoint copied from another model is refused)."""
 
     ref: str
     key: str
     path: str  # .safetensors (may not exist before the train stage)
+    train_key: str | None = None
+    epoch: int | None = None  # None: the final model
+
+    def check(self, meta: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` if a checkpoint sidecar is not this model's."""
+        if self.train_key is None:
+            return
+        want = (self.train_key, "model" if self.epoch is None else "epoch")
+        got = (meta.get("key"), meta.get("kind"))
+        if got != want or (self.epoch is not None and meta.get("epoch") != self.epoch):
+            raise ValueError(
+                f"{self.path} holds the weights of training run {got[0]} ({got[1]} "
+                f"{meta.get('epoch')}), not of {self.ref} (run {self.train_key}); "
+                "the checkpoint was copied or moved under the wrong name"
+            )
 
 
 def load_ref(model: ModelRef, device: Any) -> tuple[Any, Any, dict[str, Any]]:
@@ -152,7 +169,18 @@ def load_ref(model: ModelRef, device: Any) -> tuple[Any, Any, dict[str, Any]]:
     from simbench.train.checkpoint import load_model
 
     net, arch, meta = load_model(model.path, device=device)
+    model.check(meta)
     return net.double().eval(), arch, meta
+
+
+def extract_inputs(a: ModelRef, b: ModelRef) -> list[str]:
+    """The input keys recorded with (and checked against) an extract file: its models."""
+    return [a.key, b.key]
+
+
+def score_inputs(cell: Any) -> list[str]:
+    """The input keys recorded with (and checked against) a score record."""
+    return [cell.extract_key, *([cell.align_key] if cell.align_key else [])]
 
 
 # ----------------------------------------------------------------------------- train
@@ -170,17 +198,21 @@ class TrainJob:
 
 
 def run_train(job: TrainJob) -> dict[str, Any]:
+    from simbench.runner.locks import locked
+    from simbench.train.checkpoint import MODEL_FILE, is_complete
     from simbench.train.config import ModelSpec
     from simbench.train.trainer import run_dir, train
 
     _set_threads(job.threads)
     spec = ModelSpec.model_validate(job.spec)
     rdir = run_dir(spec, job.models_dir)
-    if job.force and rdir.exists():
-        shutil.rmtree(rdir)
-    t0 = time.perf_counter()
-    path = train(spec, job.models_dir, progress=job.progress)
-    return {"path": str(path), "seconds": time.perf_counter() - t0}
+    with locked([rdir]):  # another run training this model: wait, then use its model
+        reused = not job.force and is_complete(rdir / MODEL_FILE)
+        if job.force and rdir.exists():
+            shutil.rmtree(rdir)
+        t0 = time.perf_counter()
+        path = train(spec, job.models_dir, progress=job.progress)
+    return {"path": str(path), "seconds": time.perf_counter() - t0, "reused": int(reused)}
 
 
 # ----------------------------------------------------------------------------- extract
@@ -272,7 +304,23 @@ def _grid_map(act: Any, grid: Any) -> np.ndarray:
 
 
 def run_extract(job: ExtractJob) -> dict[str, Any]:
-    """Stream the probe set through both models; write the requested files."""
+    """Stream the probe set through both models; write the requested files (those that
+    no concurrent run wrote while this one waited for their locks)."""
+    cache = Cache(job.cache_root)
+    keys = [k for _, k in job.layers] + ([job.pooled_key] if job.pooled_key else [])
+    with cache.lock("extract", keys):  # concurrent runs: one computes, the other reads
+        inputs = extract_inputs(job.model_a, job.model_b)
+        done = {k for k in keys if cache.has_arrays("extract", k, False, False, inputs)}
+        todo = replace(
+            job,
+            layers=tuple((n, k) for n, k in job.layers if k not in done),
+            pooled_key=job.pooled_key if job.pooled_key not in done else None,
+        )
+        out = _extract(todo) if len(done) < len(keys) else {"written": 0, "seconds": 0.0}
+    return {**out, "reused": len(done)}
+
+
+def _extract(job: ExtractJob) -> dict[str, Any]:
     import torch
 
     from simbench.compare import paired_probe_batches
@@ -377,6 +425,7 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
         [blocks, job.probe.null_pairings, job.probe.seed, job.probe.batch_size], dtype=np.int64
     )
     written = 0
+    model_keys = extract_inputs(job.model_a, job.model_b)
     for n, key in job.layers:
         arrays: dict[str, np.ndarray] = {}
         for w, prefix in (("input", "in"), ("output", "out")):
@@ -390,12 +439,12 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
             if f"{n}/{k}" in acts:
                 arrays[k] = np.concatenate(acts.pop(f"{n}/{k}"))
         meta = {"layer": n, "model_a": job.model_a.ref, "model_b": job.model_b.ref}
-        cache.put_arrays("extract", key, arrays, meta)
+        cache.put_arrays("extract", key, arrays, meta, model_keys)
         written += 1
     if job.pooled_key:
         arrays = {k: np.concatenate(v) for k, v in pooled.items()}
         arrays["uncertainty"] = unc
-        cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True})
+        cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True}, model_keys)
         written += 1
     return {"written": written, "seconds": time.perf_counter() - t0}
 
@@ -431,37 +480,51 @@ def read_align(cache: Cache, key: str) -> tuple[np.ndarray | None, str | None]:
     return None, None
 
 
-def align_done(cache: Cache, key: str, verify: bool = True) -> bool:
-    return cache.has_arrays("align", key, verify) or cache.has_json("align", key, verify)
+def align_done(
+    cache: Cache, key: str, verify: bool = True, inputs: list[str] | None = None
+) -> bool:
+    return cache.has_arrays("align", key, verify, inputs=inputs) or cache.has_json(
+        "align", key, verify, inputs=inputs
+    )
 
 
 def run_align(job: AlignJob) -> dict[str, Any]:
-    from simbench.registry import default_registry
-
     _set_threads(job.threads)
     cache = Cache(job.cache_root)
     got = cache.get_arrays("extract", job.extract_key)
     if got is None:
         raise FileNotFoundError(f"extract output {job.extract_key} is missing or corrupt")
     m_in = moments_from_arrays("in", got[0])
-    failed = 0
+    failed = reused = 0
     for task in job.tasks:
-        cache.discard("align", task.key)
-        t0 = time.perf_counter()
-        try:
-            alignment = default_registry().create("alignment", task.name, **task.params)
-            T = alignment.fit(m_in).T
-            if not np.isfinite(T).all():
-                raise ValueError("the fitted map T has non-finite entries")
-        except Exception as exc:
-            failed += 1
-            if not _cacheable(exc):
-                raise
-            rec = {"error": error_text(exc), "wall_time_s": time.perf_counter() - t0}
-            cache.put_json("align", task.key, rec)
-            continue
-        cache.put_arrays("align", task.key, {"T": T}, {"wall_time_s": time.perf_counter() - t0})
-    return {"written": len(job.tasks), "failed": failed}
+        with cache.lock("align", [task.key]):
+            if align_done(cache, task.key, False, [job.extract_key]):
+                reused += 1  # a concurrent run fitted it while this one waited
+                continue
+            failed += _align_one(cache, task, m_in, job.extract_key)
+    return {"written": len(job.tasks) - reused, "failed": failed, "reused": reused}
+
+
+def _align_one(cache: Cache, task: AlignTask, m_in: Any, extract_key: str) -> int:
+    """Fit one alignment and store ``T`` or the error; return 1 if it failed."""
+    from simbench.registry import default_registry
+
+    cache.discard("align", task.key)
+    t0 = time.perf_counter()
+    try:
+        alignment = default_registry().create("alignment", task.name, **task.params)
+        T = alignment.fit(m_in).T
+        if not np.isfinite(T).all():
+            raise ValueError("the fitted map T has non-finite entries")
+    except Exception as exc:
+        if not _cacheable(exc):
+            raise
+        rec = {"error": error_text(exc), "wall_time_s": time.perf_counter() - t0}
+        cache.put_json("align", task.key, rec, [extract_key])
+        return 1
+    wall = {"wall_time_s": time.perf_counter() - t0}
+    cache.put_arrays("align", task.key, {"T": T}, wall, [extract_key])
+    return 0
 
 
 # ----------------------------------------------------------------------------- score
@@ -581,7 +644,7 @@ def _weight_inputs(
     return got
 
 
-def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any) -> None:
+def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any, align_key: str) -> None:
     from simbench.numerics.covariance import WeightCovariance, eigenvector_similarity
 
     if not (isinstance(ca, WeightCovariance) and isinstance(cb, WeightCovariance)):
@@ -597,6 +660,7 @@ def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any) -> None:
         key,
         {"overlap": ev.overlap},
         {"chance": ev.chance, "significance": ev.significance},
+        [align_key],
     )
 
 
@@ -666,7 +730,7 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
             raise ValueError(f"the alignment failed: {err}")
         a, b = _weight_inputs(metric, inputs, cell, T)
         if cell.eig_key:
-            _store_eigvec(inputs.cache, cell.eig_key, a, b)
+            _store_eigvec(inputs.cache, cell.eig_key, a, b, cell.align_key)
         full = metric.evaluate(a, b)
         if cell.align is None or not math.isfinite(full.value):
             return full
@@ -691,42 +755,71 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
 
 def run_score(job: ScoreJob) -> dict[str, Any]:
     """Score every cell and store one record per cell (errors included)."""
-    from simbench.plugin import Score
-
     _set_threads(job.threads)
     cache = Cache(job.cache_root)
     inputs = _Inputs(cache)
-    failed = 0
+    failed = reused = 0
+    from simbench.runner.supervise import cell_started
+
     for cell in job.cells:
-        t0 = time.perf_counter()
-        try:
-            score = _score_cell(cell, inputs)
-            if not isinstance(score, Score):
-                score = Score(float(score))
-            value = float(score.value)
-            stderr = None if score.stderr is None else float(score.stderr)
-            ci = score.ci if score.ci is not None else (None, None)
-            rec: dict[str, Any] = {
-                "value": value,
-                "stderr": _finite(stderr),
-                "ci_low": _finite(ci[0]),
-                "ci_high": _finite(ci[1]),
-                "null_mean": _finite(score.null_mean),
-                "null_sd": _finite(score.null_sd),
-                "z": _finite(score.z),
-                "error": "" if math.isfinite(value) else "the metric returned a non-finite value",
-                "details": _scalar_details(score.details or {}),
-            }
-        except FileNotFoundError:
-            raise  # an input of the job is missing: not the cell's fault
-        except Exception as exc:
-            if not _cacheable(exc):
-                raise
-            failed += 1
-            rec = {"value": None, "stderr": None, "error": error_text(exc), "details": {}}
-        rec["wall_time_s"] = time.perf_counter() - t0
-        cache.put_json("score", cell.key, rec)
-    return {"written": len(job.cells), "failed": failed}
+        with cache.lock("score", [cell.key]):
+            if cache.has_json("score", cell.key, inputs=score_inputs(cell)):
+                reused += 1  # a concurrent run scored it while this one waited
+                continue
+            cell_started(cell.key)  # from now on run.cell_timeout_s applies
+            failed += _score_one(cell, inputs)
+            cell_started(None)
+    return {"written": len(job.cells) - reused, "failed": failed, "reused": reused}
+
+
+def _score_one(cell: ScoreCell, inputs: _Inputs) -> int:
+    """Score one cell and store its record; return 1 if the metric failed."""
+    from simbench.plugin import Score
+
+    failed = 0
+    t0 = time.perf_counter()
+    try:
+        score = _score_cell(cell, inputs)
+        if not isinstance(score, Score):
+            score = Score(float(score))
+        value = float(score.value)
+        stderr = None if score.stderr is None else float(score.stderr)
+        ci = score.ci if score.ci is not None else (None, None)
+        rec: dict[str, Any] = {
+            "value": value,
+            "stderr": _finite(stderr),
+            "ci_low": _finite(ci[0]),
+            "ci_high": _finite(ci[1]),
+            "null_mean": _finite(score.null_mean),
+            "null_sd": _finite(score.null_sd),
+            "z": _finite(score.z),
+            "error": "" if math.isfinite(value) else "the metric returned a non-finite value",
+            "details": _scalar_details(score.details or {}),
+        }
+    except FileNotFoundError:
+        raise  # an input of the job is missing: not the cell's fault
+    except Exception as exc:
+        if not _cacheable(exc):
+            raise
+        failed += 1
+        rec = {"value": None, "stderr": None, "error": error_text(exc), "details": {}}
+    rec["wall_time_s"] = time.perf_counter() - t0
+    inputs.cache.put_json("score", cell.key, rec, score_inputs(cell))
+    return failed
+
+
+def timeout_record(limit_s: float) -> dict[str, Any]:
+    """The record of a score cell stopped at ``run.cell_timeout_s`` (cached: the next run
+    retries it only under a larger limit, see :meth:`simbench.runner.graph.Plan.schedule`)."""
+    return {
+        "value": None,
+        "stderr": None,
+        "error": f"TimeLimitExceeded: the cell ran longer than run.cell_timeout_s = "
+        f"{limit_s:g} s and was stopped (raise the limit to retry it)",
+        "details": {},
+        "wall_time_s": limit_s,
+        "timeout_s": limit_s,
+    }
 
 
 # ----------------------------------------------------------------------------- checks
@@ -754,6 +847,15 @@ class ChecksJob:
 
 
 def run_checks(job: ChecksJob) -> dict[str, Any]:
+    _set_threads(job.threads)
+    cache = Cache(job.cache_root)
+    with cache.lock("checks", [job.key]):
+        if cache.has_json("checks", job.key):
+            return {"written": 0, "reused": 1}
+        return _checks(job, cache)
+
+
+def _checks(job: ChecksJob, cache: Cache) -> dict[str, Any]:
     import torch
 
     from simbench.compare import paired_probe_batches
@@ -763,8 +865,6 @@ def run_checks(job: ChecksJob) -> dict[str, Any]:
     from simbench.registry import default_registry
     from simbench.train.trainer import resolve_device
 
-    _set_threads(job.threads)
-    cache = Cache(job.cache_root)
     device = resolve_device(job.device)
     net_a, arch_a, meta_a = load_ref(job.model_a, device)
     net_b, arch_b, meta_b = load_ref(job.model_b, device)
@@ -805,7 +905,8 @@ def run_checks(job: ChecksJob) -> dict[str, Any]:
     specs = [{"name": n, "params": p, "label": label} for label, n, p in job.metrics]
     df = check_invariances(specs, X, Y, seed=job.seed, weights=weights)
     rows = [{k: _json_scalar(v) for k, v in r.items()} for r in df.to_dict("records")]
-    cache.put_json("checks", job.key, {"rows": rows, "layer": job.layer, **job.extra})
+    record = {"rows": rows, "layer": job.layer, **job.extra}
+    cache.put_json("checks", job.key, record, extract_inputs(job.model_a, job.model_b))
     return {"written": 1}
 
 

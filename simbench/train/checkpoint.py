@@ -9,7 +9,8 @@ Layout of one training run (``train(spec, out_dir)``), all under ``out_dir/<spec
                                           (removed once ``model.json`` exists)
 
 A weights file holds the model's full ``state_dict`` (parameters, BatchNorm buffers,
-frozen filters), each tensor contiguous on the CPU. Its sidecar ``<stem>.json`` holds
+frozen filters), each tensor contiguous on the CPU; its safetensors header records the
+training run's key, the kind and the epoch (``simbench_key``...). Its sidecar ``<stem>.json`` holds
 the full ``ModelSpec``, its key, the number of classes, the per-epoch history (lr,
 train/test loss and accuracy, time), the epoch, library versions (simbench, torch,
 numpy, python, safetensors) and the SHA-256 of the weights file. Both files are written
@@ -107,14 +108,27 @@ def _write_json(path: Path, obj: Mapping[str, Any]) -> None:
         tmp.write_text(text + "\n", encoding="utf-8")
 
 
-def _write_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
+def _header_meta(meta: Mapping[str, Any]) -> dict[str, str]:
+    """What the safetensors header itself records of its checkpoint (strings only): the
+    training run's key, the kind and the epoch, so that the weights file alone names
+    the model it holds."""
+    out = {"format": "pt"}
+    for k in ("key", "kind", "epoch"):
+        if meta.get(k) is not None:
+            out[f"simbench_{k}"] = str(meta[k])
+    return out
+
+
+def _write_tensors(
+    path: Path, tensors: Mapping[str, torch.Tensor], header: Mapping[str, str] | None = None
+) -> str:
     """Write ``tensors`` atomically; return the SHA-256 of the file."""
     from safetensors.torch import save_file
 
     # own, contiguous CPU copies: safetensors refuses shared or strided storage
     plain = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
     with atomic_path(path, fsync=True) as tmp:
-        save_file(plain, str(tmp), metadata={"format": "pt"})
+        save_file(plain, str(tmp), metadata=dict(header or {"format": "pt"}))
         digest = sha256_file(tmp)
     return digest
 
@@ -137,6 +151,15 @@ def _read_verified(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
             f"{path}: contents do not match the SHA-256 recorded in {side.name} "
             "(overwritten or truncated after its sidecar was written)"
         )
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata() or {}
+    for k, v in _header_meta(meta).items():
+        if k.startswith("simbench_") and k in header and header[k] != v:
+            raise ValueError(
+                f"{path}: its header records {k[9:]} {header[k]!r} but {side.name} says {v!r}"
+            )
     return load_file(str(path)), meta
 
 
@@ -156,7 +179,7 @@ def save_checkpoint(
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"checkpoint path must end in .safetensors; got {path}")
-    digest = _write_tensors(path, state_dict)
+    digest = _write_tensors(path, state_dict, _header_meta(meta))
     full = {
         **meta,
         "format": FORMAT_VERSION,
