@@ -28,7 +28,7 @@ ALIGNMENT_MODULES = (
 )
 SHRINKAGE_MODULES = ("simbench.shrinkage",)
 ARCHITECTURE_MODULES = ("simbench.models.vgg", "simbench.models.timm_models")
-EXECUTOR_MODULES = ("simbench.runner.executors",)
+EXECUTOR_MODULES = ("simbench.runner.executors", "simbench.runner.slurm")
 DATASET_MODULES = (
     "simbench.data.embedded",
     "simbench.data.torchvision_sets",
