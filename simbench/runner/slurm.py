@@ -22,6 +22,7 @@ error) while waiting cancels the submitted tasks that have not finished.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -346,9 +347,10 @@ class SlurmExecutor(Executor):
 
         poll = self.poll_s or (15.0 if self.cluster == "slurm" else 0.5)
         gone: dict[int, int] = {}
+        states: dict[str, str] | None = {}
         while pending:
             for i, job in list(pending.items()):
-                if job.done():
+                if self._done(job, use_sacct=states is None):
                     try:
                         got = job.result()
                     except Exception as exc:  # the whole task failed (killed, timed out...)
@@ -358,7 +360,7 @@ class SlurmExecutor(Executor):
             if pending and self.cluster == "slurm":
                 states = slurm_status.squeue_states([j.job_id for j in pending.values()])
                 for i, job in list(pending.items()):
-                    if states is None or job.job_id in states:
+                    if states is None or slurm_status.in_queue(states.get(job.job_id)):
                         gone.pop(i, None)
                         continue
                     gone[i] = gone.get(i, 0) + 1
@@ -372,6 +374,17 @@ class SlurmExecutor(Executor):
                         del pending[i]
             if pending:
                 _sleep(poll)
+
+    def _done(self, job: Any, use_sacct: bool) -> bool:
+        """Whether a task has finished: on SLURM, its result file exists (``sacct`` only
+        where ``squeue`` is unavailable: accounting is often disabled, and a task that
+        leaves the queue without a result is caught by the ``squeue`` check)."""
+        if self.cluster != "slurm" or use_sacct:
+            return bool(job.done())
+        folder = Path(job.paths.folder)
+        with contextlib.suppress(OSError):  # refresh NFS attribute caches, as submitit does
+            folder.chmod(folder.stat().st_mode)
+        return Path(job.paths.result_pickle).exists()
 
     def _finish(
         self,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from simbench.runner.slurm import JOURNAL
 
-__all__ = ["STATES", "ArrayStatus", "read_journal", "sacct_states", "squeue_states"]
+__all__ = ["STATES", "ArrayStatus", "in_queue", "read_journal", "sacct_states", "squeue_states"]
 
 #: task states shown by ``simbench status``, in column order
 STATES = ("queued", "running", "done", "failed", "cancelled", "unknown")
@@ -46,15 +46,23 @@ _SLURM_STATE = {
 }
 
 
-def _run(cmd: list[str]) -> str | None:
-    """stdout of ``cmd``, or ``None`` when the command is missing or fails."""
+def _run(cmd: list[str], unknown_ok: bool = False) -> str | None:
+    """stdout of ``cmd``, or ``None`` when the command is missing or fails (``unknown_ok``:
+    "Invalid job id", i.e. jobs the controller has forgotten, counts as no output)."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
+    if done.returncode != 0:
+        return "" if unknown_ok and "invalid job id" in done.stderr.lower() else None
     return done.stdout
+
+
+def in_queue(state: str | None) -> bool:
+    """Whether a SLURM state is a task waiting or running (requeued and preempted count)."""
+    return state is not None and _SLURM_STATE.get(state.upper()) in ("queued", "running")
 
 
 def _arrays(task_ids: Sequence[str]) -> list[str]:
@@ -62,12 +70,13 @@ def _arrays(task_ids: Sequence[str]) -> list[str]:
 
 
 def squeue_states(task_ids: Sequence[str]) -> dict[str, str] | None:
-    """``{task id: SLURM state}`` of the tasks still in the queue (``squeue -r``; pending
-    array tasks one per line); ``None`` when ``squeue`` is unavailable or fails."""
+    """``{task id: SLURM state}`` of the tasks the controller knows (``squeue -r``: pending
+    array tasks one per line; finished ones for ``MinJobAge``); ``None`` when ``squeue`` is
+    unavailable or fails."""
     ids = [t for t in _arrays(task_ids) if t.isdigit()]
     if not ids:
         return None
-    out = _run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"])
+    out = _run(["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"], unknown_ok=True)
     if out is None:
         return None
     states = {}
