@@ -10,8 +10,10 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -333,7 +335,7 @@ def test_localhost_slurm_script_end_to_end(tmp_path):
         pytest.skip(why)
     if os.environ.get("SIMBENCH_SLURM_TEST") != "1":
         pytest.skip("set SIMBENCH_SLURM_TEST=1 to start SLURM daemons on this machine")
-    env = {**os.environ, "SIMBENCH_SLURM_WORK": str(tmp_path)}
+    env = {**os.environ, "SIMBENCH_SLURM_WORK": str(tmp_path), "SIMBENCH_PYTHON": sys.executable}
     proc = subprocess.run(
         ["bash", str(ROOT / "scripts" / "slurm_localhost.sh")],
         env=env,
@@ -344,5 +346,105 @@ def test_localhost_slurm_script_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     assert "results equal: slurm == local" in proc.stdout
     assert "requeued training job" in proc.stdout
+    assert "no training job left in the queue" in proc.stdout  # Ctrl-C cancelled them
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["equal"] is True and summary["requeued_equal"] is True
+
+
+# ----------------------------------------------------------------------------- SLURM states
+
+
+class FakeSlurmJob:
+    """A submitted SLURM array task as the executor sees it (its files, its result)."""
+
+    def __init__(self, job_id: str, folder: Path) -> None:
+        self.job_id = job_id
+        self.paths = SimpleNamespace(
+            folder=folder,
+            result_pickle=folder / f"{job_id}_0_result.pkl",
+            stdout=folder / f"{job_id}_0_log.out",
+        )
+
+    def result(self) -> list[str]:
+        return [f"trained {self.job_id}"]
+
+    def done(self) -> bool:  # sacct: must not be needed while squeue answers
+        raise AssertionError("sacct polled although squeue works")
+
+
+def test_a_requeued_task_is_waited_for_a_vanished_one_fails(tmp_path, monkeypatch):
+    """The runner's wait on a real cluster: a training task that is requeued (PENDING again
+    for a while) is waited for until its result appears; a task that leaves the queue
+    without a result fails after two polls (not hangs)."""
+    requeued, lost = FakeSlurmJob("5_0", tmp_path), FakeSlurmJob("5_1", tmp_path)
+    polls = [
+        {"5_0": "RUNNING", "5_1": "RUNNING"},
+        {"5_0": "REQUEUED", "5_1": "RUNNING"},
+        {"5_0": "PENDING"},  # 5_1 gone, no result: first strike
+        {"5_0": "PENDING"},  # second strike: failed
+        {"5_0": "RUNNING"},
+        {"5_0": "COMPLETED"},
+    ]
+    step = {"n": 0}
+
+    def squeue(_ids):
+        return polls[min(step["n"], len(polls) - 1)]
+
+    def sleep(_s):
+        step["n"] += 1
+        if step["n"] == 5:
+            requeued.paths.result_pickle.write_bytes(b"")  # the rerun finished
+        assert step["n"] < 20, "still waiting"
+
+    import simbench.runner.slurm_status as status_mod
+
+    monkeypatch.setattr(status_mod, "squeue_states", squeue)
+    monkeypatch.setattr(slurm_mod, "_sleep", sleep)
+    ex = SlurmExecutor(folder=str(tmp_path), cluster="slurm")
+    ex._names = {}
+    results: list = [None, None]
+    done: list[int] = []
+    ex._wait({0: requeued, 1: lost}, [["a"], ["b"]], [0, 1], results, done.append)
+    assert results[0] == "trained 5_0"
+    assert isinstance(results[1], RuntimeError)
+    assert "SLURM job 5_1 left the queue without a result" in str(results[1])
+    assert step["n"] == 5 and done == [1, 1]
+    events = [json.loads(x) for x in (tmp_path / JOURNAL).read_text().splitlines()]
+    assert [(e["event"], e["task"]) for e in events] == [("failed", "5_1"), ("done", "5_0")]
+
+
+def test_status_of_live_tasks_from_squeue_sacct_and_result_files(tmp_path, monkeypatch):
+    import simbench.runner.slurm_status as status_mod
+
+    tasks = [f"77_{i}" for i in range(6)]
+    records = [
+        {"event": "submitted", "stage": "train", "job": "77", "tasks": tasks, "jobs": 6,
+         "log": f"{tmp_path}/77_<task>_0_log.out", "cluster": "slurm", "time": 1.0},
+        {"event": "done", "task": "77_0", "time": 2.0},
+        "not json",
+    ]  # fmt: skip
+    (tmp_path / JOURNAL).write_text(
+        "\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n"
+    )
+    (tmp_path / "77_4_0_result.pkl").write_bytes(b"never unpickled")
+    monkeypatch.setattr(
+        status_mod, "squeue_states", lambda ids: {"77_1": "PENDING", "77_2": "RUNNING"}
+    )
+    monkeypatch.setattr(status_mod, "sacct_states", lambda ids: {"77_3": "TIMEOUT"})
+    [a] = read_journal(tmp_path)
+    assert a.tasks == {
+        "77_0": "done",  # collected by the runner
+        "77_1": "queued",
+        "77_2": "running",
+        "77_3": "failed",  # sacct: TIMEOUT
+        "77_4": "done",  # finished, result file present
+        "77_5": "failed",  # not in the queue, no result
+    }
+    monkeypatch.setattr(status_mod, "squeue_states", lambda ids: None)  # no squeue here
+    monkeypatch.setattr(status_mod, "sacct_states", lambda ids: None)
+    [a] = read_journal(tmp_path)
+    assert a.counts() == {"queued": 0, "running": 0, "done": 2, "failed": 0,
+                          "cancelled": 0, "unknown": 4}  # fmt: skip
+    lines = status_lines(tmp_path)
+    assert lines[0] == f"SLURM jobs (journal {tmp_path}):"
+    assert lines[2].split()[:9] == ["train", "77", "6", "0", "0", "2", "0", "0", "4"]
