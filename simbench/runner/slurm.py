@@ -17,7 +17,14 @@ jobs are short and a failed one is retried by the next run.
 
 Every submission prints its job id, task count and log path, and is appended to the
 journal ``<folder>/simbench_jobs.jsonl`` that ``simbench status`` reads. Ctrl-C (or any
-error) while waiting cancels the submitted tasks that have not finished.
+error) while waiting cancels the submitted tasks that have not finished. A task is done
+when its submitit result file exists; one that leaves the queue (``squeue``) without a
+result fails after two polls (``sacct`` is used only where ``squeue`` is missing).
+
+Run ``simbench run suite.yaml`` on a login node. The cache folder and ``folder`` must be
+on a file system every node mounts, and the nodes need the same simbench (and plugin
+packages) as the login node: submitit pickles the job function by reference.
+``scripts/slurm_localhost.sh`` runs all of this against a real single-node slurmctld.
 """
 
 from __future__ import annotations
