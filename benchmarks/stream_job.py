@@ -5,6 +5,10 @@ peak-RSS measurement belongs to this job alone)::
 
     python benchmarks/stream_job.py --samples 1000000 --features 512 --batch 4096
 
+``--blocks 20 --nulls 4`` accumulates :class:`simbench.BlockMoments` instead (per-block
+moments and derangement-null cross-moments, MATH.md: Uncertainty and chance of one
+score) and also scores CKA with its jackknife standard error and ``z``.
+
 Batches ``X ~ N(0, I)``, ``Y = X Q + 0.5 N(0, I)`` (``Q`` a fixed Haar rotation) are
 generated on the fly from a seeded generator and dropped after each ``Moments.update``:
 the data (8 GB in float64 for 10⁶ × 512 × 2) are never in memory. The peak resident set
@@ -53,6 +57,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--features", type=int, default=512)
     parser.add_argument("--batch", type=int, default=4096)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--blocks", type=int, default=0, help="accumulate BlockMoments with this many blocks"
+    )
+    parser.add_argument("--nulls", type=int, default=4, help="derangement nulls (with --blocks)")
     args = parser.parse_args(argv)
 
     import simbench
@@ -74,7 +82,13 @@ def main(argv: list[str] | None = None) -> dict:
     hwm_before = _status_kb("VmHWM")
     maxrss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-    acc = cka.accumulator()
+    if args.blocks:
+        from simbench.numerics.blocks import BlockMoments
+
+        # one "image" per row; every block and null accumulator is allocated by now
+        acc = BlockMoments(n_total, args.blocks, args.nulls, args.seed)
+    else:
+        acc = cka.accumulator()
     t0 = time.perf_counter()
     t_update = cpu_update = 0.0
     done = 0
@@ -92,7 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     t_stream = time.perf_counter() - t0
     t1 = time.perf_counter()
     v_cka, v_proc = cka(acc), procrustes(acc)
-    T = align.fit(acc).T
+    T = align.fit(acc.total() if args.blocks else acc).T
+    extra = {}
+    if args.blocks:
+        s = cka.evaluate(acc, uncertainty={"blocks": args.blocks, "null_pairings": args.nulls})
+        extra = {"cka_stderr": s.stderr, "cka_z": s.z, "blocks": args.blocks, "nulls": args.nulls}
     t_final = time.perf_counter() - t1
 
     hwm_after = _status_kb("VmHWM")
@@ -104,7 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         growth_kb, method = maxrss_after - maxrss_before, "ru_maxrss"
     return {
-        "samples": acc.n,
+        **extra,
+        "samples": acc.total().n if args.blocks else acc.n,
         "features": d,
         "batch": b,
         "cka": v_cka,

@@ -89,3 +89,41 @@ def test_streaming_memory(benchmark, recorder, note):
     assert abs(out["cka"] - 0.8) < tol
     assert abs(out["procrustes_distance"] - out["expected_procrustes_distance"]) < tol
     assert out["procrustes_T_error"] < (0.1 if QUICK else 0.02)
+
+
+BLOCK_FEATURES = 256
+BLOCK_SAMPLES = (25_000, 100_000) if QUICK else (100_000, 400_000)
+
+
+def test_streaming_memory_with_blocks_does_not_grow_with_n(note):
+    """Per-block moments (20 blocks) and 4 null cross-moments: the state is
+    ``O(B·d²)``, allocated up front; the peak RSS growth while streaming is the same
+    (within 20 MB) for 4× more samples."""
+
+    def job(n: int) -> dict:
+        cmd = [
+            sys.executable,
+            str(JOB),
+            f"--samples={n}",
+            f"--features={BLOCK_FEATURES}",
+            f"--batch={BATCH}",
+            "--blocks=20",
+            "--nulls=4",
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    small, large = (job(n) for n in BLOCK_SAMPLES)
+    g_small, g_large = small["peak_growth_mb"], large["peak_growth_mb"]
+    state_mb = (20 * 3 + 4) * BLOCK_FEATURES**2 * 8 / 2**20
+    note(
+        f"streaming with 20 blocks + 4 nulls, d={BLOCK_FEATURES}: peak RSS growth "
+        f"{g_small:.1f} MB at n={BLOCK_SAMPLES[0]}, {g_large:.1f} MB at n={BLOCK_SAMPLES[1]} "
+        f"(block state {state_mb:.0f} MB); cka {large['cka']:.4f} ± {large['cka_stderr']:.4f}, "
+        f"z {large['cka_z']:.0f}"
+    )
+    assert large["samples"] == BLOCK_SAMPLES[1]
+    assert abs(g_large - g_small) < 20.0
+    assert g_large < MAX_GROWTH_MB
+    assert abs(large["cka"] - 0.8) < 0.01 and large["cka_z"] > 10

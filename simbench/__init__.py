@@ -10,6 +10,7 @@ Public API (DESIGN.md)::
     a.T                                          # (d_x, d_y) with Y ≈ X @ a.T
     a.transform(X)                               # X @ a.T
     simbench.run("suite.yaml")                   # results DataFrame (tidy, one row per score)
+    simbench.compare(module_a, module_b, images) # any two nn.Modules (simbench.compare_any)
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import TYPE_CHECKING, Any
 from simbench.alignments.base import Alignment
 from simbench.errors import DuplicatePluginError, NotFittedError, UnknownPluginError
 from simbench.metrics.base import Consumes, Metric
+from simbench.numerics.blocks import BlockMoments
 from simbench.numerics.moments import Moments
 from simbench.plugin import Invariance, Plugin, Score
 from simbench.registry import default_registry, reload
 from simbench.runner import run
 from simbench.shrinkage import Shrinkage
+from simbench.uncertainty import Uncertainty
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,6 +39,7 @@ except PackageNotFoundError:  # running from a source tree
 
 __all__ = [
     "Alignment",
+    "BlockMoments",
     "Consumes",
     "DuplicatePluginError",
     "Invariance",
@@ -45,8 +49,10 @@ __all__ = [
     "Plugin",
     "Score",
     "Shrinkage",
+    "Uncertainty",
     "UnknownPluginError",
     "__version__",
+    "compare",
     "get_alignment",
     "get_metric",
     "get_plugin",
@@ -83,3 +89,12 @@ def get_alignment(name: str, **params: Any) -> Alignment:
 def get_shrinkage(name: str, **params: Any) -> Shrinkage:
     """An eigenvalue-shrinkage instance (``"gm"`` or ``"none"`` built in)."""
     return get_plugin("shrinkage", name, **params)
+
+
+def __getattr__(name: str) -> Any:
+    """``simbench.compare`` (imported on first use: it needs torch)."""
+    if name == "compare":
+        import simbench.compare
+
+        return simbench.compare
+    raise AttributeError(f"module 'simbench' has no attribute {name!r}")

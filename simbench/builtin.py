@@ -20,6 +20,9 @@ METRIC_MODULES = (
     "simbench.metrics.rsa",
     "simbench.metrics.weights",
     "simbench.metrics.srm",
+    "simbench.metrics.neighbours",
+    "simbench.metrics.predictivity",
+    "simbench.metrics.dependence",
 )
 ALIGNMENT_MODULES = (
     "simbench.alignments.basic",
@@ -27,7 +30,12 @@ ALIGNMENT_MODULES = (
     "simbench.alignments.srm",
 )
 SHRINKAGE_MODULES = ("simbench.shrinkage",)
-ARCHITECTURE_MODULES = ("simbench.models.vgg", "simbench.models.timm_models")
+ARCHITECTURE_MODULES = (
+    "simbench.models.vgg",
+    "simbench.models.timm_models",
+    "simbench.models.torchvision_models",
+    "simbench.models.foreign",
+)
 EXECUTOR_MODULES = ("simbench.runner.executors", "simbench.runner.slurm")
 DATASET_MODULES = (
     "simbench.data.embedded",

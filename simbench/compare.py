@@ -17,6 +17,8 @@ Fig. 2, bottom right).
 
 from __future__ import annotations
 
+import sys
+import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,10 +82,17 @@ def paired_probe_batches(
     batch_size: int = 256,
     device: str | torch.device = "cpu",
 ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """The same uint8 images normalised for each model (its own training statistics)."""
-    a = image_batches(images, norm_a["mean"], norm_a["std"], batch_size, device)
-    b = image_batches(images, norm_b["mean"], norm_b["std"], batch_size, device)
-    return zip(a, b, strict=True)
+    """The same uint8 images normalised for each model (its own training statistics) and,
+    where its ``normalization`` has an ``input_size`` (foreign weights), resized and
+    center-cropped to it (:func:`simbench.data.resize.resize_center_crop`)."""
+    from simbench.data.resize import resize_center_crop
+
+    def prep(norm: dict[str, Any]) -> Iterable[torch.Tensor]:
+        size, crop = norm.get("input_size"), float(norm.get("crop_pct", 1.0))
+        for x in image_batches(images, norm["mean"], norm["std"], batch_size, device):
+            yield resize_center_crop(x, size, crop)
+
+    return zip(prep(norm_a), prep(norm_b), strict=True)
 
 
 def weight_covariances(
@@ -226,3 +235,16 @@ def rank_projection_accuracy(
         for name, module in modules.items():
             module.weight.copy_(originals[name])
     return pd.DataFrame(rows)
+
+
+class _CallableModule(types.ModuleType):
+    """``simbench.compare`` is this module (``import simbench.compare`` rebinds the package
+    attribute to it) and, called, :func:`simbench.compare_any.compare`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        from simbench.compare_any import compare
+
+        return compare(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -30,11 +30,23 @@ ALL_INVARIANCES: frozenset[Invariance] = frozenset(Invariance)
 
 @dataclass(frozen=True)
 class Score:
-    """A metric value with its Monte-Carlo standard error (``None`` if deterministic)."""
+    """A metric value with its standard error (``None`` if not estimated) and details.
+
+    A plain evaluation's ``stderr`` is the metric's own Monte-Carlo error (``None`` if
+    deterministic). ``metric.evaluate(X, Y, uncertainty=True)`` also fills (MATH.md:
+    Uncertainty and chance of one score) ``stderr`` (block jackknife combined with the
+    Monte-Carlo error), ``ci`` (95 % interval), and the chance level of the score:
+    ``null_mean``, ``null_sd`` over seeded derangements of the probe images and
+    ``z = (value − null_mean)/sqrt(null_sd² + stderr²)``.
+    """
 
     value: float
     stderr: float | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    ci: tuple[float, float] | None = None
+    null_mean: float | None = None
+    null_sd: float | None = None
+    z: float | None = None
 
     def __float__(self) -> float:
         return float(self.value)

@@ -57,6 +57,7 @@ from pydantic import (
 
 from simbench.errors import SimbenchError, UnknownPluginError
 from simbench.registry import Registry, default_registry, suggest
+from simbench.suite_yaml import MAX_SUITE_BYTES, BoundError, compose_bounded, read_suite_text
 from simbench.train.config import KEYLESS_TRAIN_FIELDS, ModelSpec, PluginRef, TrainConfig
 
 __all__ = [
@@ -154,10 +155,22 @@ class RelationLabels(BaseModel):
     data: Any = None
 
 
+class Normalization(_Strict):
+    """Preprocessing foreign weights expect: per-channel ``mean``/``std`` of ``x/255`` and
+    optionally the center-crop fraction ``crop_pct`` (resize to ``input_size/crop_pct``)."""
+
+    mean: Annotated[list[float], Field(min_length=1)]
+    std: Annotated[list[Annotated[float, Field(gt=0)]], Field(min_length=1)]
+    crop_pct: Annotated[float, Field(gt=0, le=1)] | None = None
+
+
 class ModelEntry(_Strict):
     """One ``models:`` entry: a model to train (architecture, dataset, seeds, training
-    overrides) or an existing ``checkpoint`` (a ``.safetensors`` file with its sidecar, or a
-    training run folder holding ``model.safetensors``)."""
+    overrides), an existing ``checkpoint`` (a ``.safetensors`` file with its sidecar, or a
+    training run folder holding ``model.safetensors``), or foreign ``weights`` for an
+    ``architecture`` (a state dict: ``.safetensors``, ``.pt``/``.pth``, or a folder holding
+    ``model.safetensors``; no sidecar) with optional ``normalization`` and ``input_size``
+    (defaults: the architecture's, e.g. timm's ``pretrained_cfg``)."""
 
     id: str
     architecture: Ref | None = None
@@ -166,6 +179,9 @@ class ModelEntry(_Strict):
     seeds: Annotated[list[NonNegInt], Field(min_length=1)] | None = None
     train: dict[str, Any] = Field(default_factory=dict)
     checkpoint: str | None = None
+    weights: str | None = None
+    normalization: Normalization | None = None
+    input_size: PosInt | None = None
     relation: RelationLabels = Field(default_factory=RelationLabels)
 
     @field_validator("id")
@@ -179,8 +195,8 @@ class ModelEntry(_Strict):
         return v
 
     def seed_list(self) -> list[int]:
-        """The seeds this entry expands to (``[]`` for a checkpoint)."""
-        if self.checkpoint is not None:
+        """The seeds this entry expands to (``[]`` for a checkpoint or foreign weights)."""
+        if self.checkpoint is not None or self.weights is not None:
             return []
         if self.seeds is not None:
             return list(self.seeds)
@@ -192,7 +208,10 @@ class Probe(_Strict):
 
     ``images``: how many images (``null``: the whole split), drawn without replacement with
     ``seed`` (default: the suite's ``seed``); ``positions``: spatial positions sampled per
-    image in conv layers (``null``: all); ``batch_size``: images per forward pass."""
+    image in conv layers (``null``: all); ``batch_size``: images per forward pass;
+    ``blocks``: contiguous blocks of images for the jackknife standard error of every
+    score; ``null_pairings``: seeded derangements of the images for its chance level
+    (0: none) (MATH.md: Uncertainty and chance of one score)."""
 
     dataset: Ref = Field(default_factory=lambda: PluginRef(name="embedded"))
     split: Literal["train", "test"] = "test"
@@ -200,6 +219,15 @@ class Probe(_Strict):
     seed: NonNegInt | None = None
     positions: PosInt | None = 16
     batch_size: PosInt = 250
+    blocks: Annotated[int, Strict(), Field(ge=2)] = 20
+    null_pairings: NonNegInt = 4
+
+    @field_validator("null_pairings")
+    @classmethod
+    def _two_or_none(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("null_pairings must be 0 (no chance level) or >= 2 (for its sd)")
+        return v
 
 
 class SamePairs(_Strict):
@@ -324,6 +352,9 @@ class Suite(_Strict):
     )
     layers: Layers = "all"
     layer_matrix: Bool = False
+    #: features of the layer-matrix rows: global-average-pooled ``(B, C)`` or flattened
+    #: ``(B, C·H·W)`` (MATH.md conventions; memory grows with C·H·W × images)
+    layer_features: Literal["pooled", "flat"] = "pooled"
     alignments: list[Ref] = Field(default_factory=lambda: [PluginRef(name="identity")])
     metrics: Annotated[list[Ref], Field(min_length=1)]
     draws: PosInt = 1
@@ -461,6 +492,13 @@ class Suite(_Strict):
         and ``executor`` are left out: where results are written and where jobs run do not
         change them."""
         data = self.model_dump(mode="json", exclude={"output", "cache", "executor"})
+        # keys added for foreign models, left out at their defaults: earlier hashes hold
+        if data.get("layer_features") == "pooled":
+            del data["layer_features"]
+        for entry in data.get("models", []):
+            for k in ("weights", "normalization", "input_size"):
+                if entry.get(k) is None:
+                    entry.pop(k, None)
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -556,8 +594,9 @@ def _unwrap_labels(ref: dict[str, Any]) -> tuple[dict[str, Any], tuple[Any, ...]
 
 
 def _facts(m: _Model) -> dict[str, Any] | None:
-    """What ``same:`` and :meth:`Suite.relation` compare; ``None`` when unknown."""
-    if m.spec is None:
+    """What ``same:`` and :meth:`Suite.relation` compare; ``None`` when unknown (and for
+    foreign weights: how they were trained is not known)."""
+    if m.spec is None or m.entry.weights is not None:
         return None
     spec = m.spec
     dataset = spec.dataset.model_dump(mode="json")
@@ -590,9 +629,15 @@ class _Doc:
 
     def __init__(self, text: str, file: str):
         self.file = file
+        if len(text) > MAX_SUITE_BYTES:
+            raise SuiteError(
+                [Problem(1, "", f"the suite is over the limit of {MAX_SUITE_BYTES:,} bytes", file)]
+            )
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = compose_bounded(text)  # depth, alias and expansion limits
             data = yaml.SafeLoader("").construct_document(root) if root is not None else None
+        except BoundError as exc:
+            raise SuiteError([Problem(exc.line, "", str(exc), file)]) from None
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else 1
@@ -648,10 +693,15 @@ class _Doc:
         return cur
 
     def duplicate_keys(self) -> list[tuple[list[Any], int, int]]:
-        """``(loc, line, first_line)`` of every key repeated in one mapping."""
+        """``(loc, line, first_line)`` of every key repeated in one mapping (a node
+        reached again through an alias is checked once, at its anchor)."""
         out: list[tuple[list[Any], int, int]] = []
+        seen_nodes: set[int] = set()
 
         def walk(node: Any, loc: list[Any]) -> None:
+            if id(node) in seen_nodes:
+                return
+            seen_nodes.add(id(node))
             if isinstance(node, yaml.MappingNode):
                 seen: dict[str, int] = {}
                 for k, v in node.value:
@@ -826,7 +876,15 @@ class _Checker:
             if self.plugin("dataset", base_ref, (*params_loc, "base")) is None:
                 return None
         try:
-            return self.registry.create(kind, ref.name, **ref.params)
+            inst = self.registry.create(kind, ref.name, **ref.params)
+            if kind == "dataset" and callable(getattr(inst, "check", None)):
+                try:
+                    inst.check()  # files exist: before any compute (issue 13)
+                except ValueError as exc:
+                    key = next((k for k in ("root", "path") if k in ref.params), None)
+                    self.problems.add((*params_loc, key) if key else loc, str(exc))
+                    return None
+            return inst
         except ValidationError as exc:
             allowed = [p for p in rec.obj.param_defaults() if p != rec.obj.name_argument]
             for err in exc.errors():
@@ -942,7 +1000,9 @@ def load_suite(path: str | os.PathLike, *, registry: Registry | None = None) -> 
     every problem (``FILE:LINE: key.path: what is wrong``)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_suite_text(p)  # regular files of at most MAX_SUITE_BYTES only
+    except BoundError as exc:
+        raise SuiteError([Problem(exc.line, "", str(exc), str(p))]) from None
     except OSError as exc:
         raise SuiteError(
             [Problem(0, "", f"cannot read the suite: {exc.strerror}", str(p))]
@@ -962,8 +1022,8 @@ def parse_suite(
     """Validate and expand suite YAML ``text``; relative paths are resolved against
     ``base_dir`` (default: the working directory). See :func:`load_suite`."""
     base = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+    doc = _Doc(text, file)  # before loading the plugins: a bad file is refused at once
     registry = registry or default_registry()
-    doc = _Doc(text, file)
     problems = _Problems(doc)
     data = doc.data
     if data is None:
@@ -988,6 +1048,7 @@ def parse_suite(
     _check_plugins(data, checker)
     # (identity between layers of unequal widths is no validation error: a run-time cell error)
     pairs = _check_pairs(data, models, checker) if models is not None else None
+    _check_before_compute(data, problems, base)  # numbers, devices, output and cache folders
     if problems or suite is None or models is None or pairs is None:
         raise SuiteError(problems.items)
 
@@ -996,7 +1057,7 @@ def parse_suite(
     update: dict[str, Any] = {"output": str(output)}
     if suite.cache is not None:
         update["cache"] = str(_resolve_path(suite.cache, base))
-    paths = {m.index: m.path for m in models if m.path is not None}
+    paths = {m.index: m.path for m in models if m.path is not None and m.entry.weights is None}
     update["models"] = [
         e.model_copy(update={"checkpoint": str(paths[i])}) if i in paths else e
         for i, e in enumerate(suite.models)
@@ -1013,7 +1074,79 @@ def parse_suite(
     for m in models:
         m.entry = suite.models[m.index]
     suite._pairs = pairs
+    _materialize_foreign(suite, models, problems)
+    _check_layer_names(suite, problems, registry)
+    if problems:
+        raise SuiteError(problems.items)
     return suite
+
+
+def _check_before_compute(data: dict[str, Any], problems: _Problems, base: Path) -> None:
+    """Numbers, devices and writable folders (:mod:`simbench.suite_checks`), on the raw
+    data so that they are reported with every other problem."""
+    from simbench import suite_checks
+
+    suite_checks.check_numbers(data, problems.add)
+    seed, draws = data.get("seed", 0), data.get("draws", 1)
+    if (
+        type(seed) is int
+        and type(draws) is int
+        and seed + draws - 1 > suite_checks.INT64_MAX >= seed
+    ):
+        problems.add(("seed",), "seed + draws - 1 (the last draw's seed) must be below 2^63")
+    executor = _ref_dict(data.get("executor", "local"))
+    elsewhere = executor is not None and executor["name"] != "local"  # e.g. slurm: GPU nodes
+    suite_checks.check_devices(data, problems.add, gpu_expected_elsewhere=elsewhere)
+    name = data.get("name")
+    output = data.get("output")
+    if output is None and isinstance(name, str) and _NAME_RE.match(name):
+        output = f"runs/{name}"
+    folders = []
+    for key in ("output", "cache"):
+        if data.get(key) == "":
+            problems.add((key,), "an empty path; leave the key out for the default")
+    if isinstance(output, str) and output:
+        folders.append(
+            (("output",) if "output" in data else ("name",), _resolve_path(output, base))
+        )
+    cache = data.get("cache")
+    if isinstance(cache, str) and cache:
+        folders.append((("cache",), _resolve_path(cache, base)))
+    suite_checks.check_writable(folders, problems.add)
+
+
+def _check_layer_names(suite: Suite, problems: _Problems, registry: Registry) -> None:
+    """Every name or glob of ``layers`` matches a layer of some model and every model
+    keeps a layer; the layers come from each architecture built on the ``meta`` device
+    (only when ``layers`` is not ``all``: then torch is not imported at load time)."""
+    from simbench import suite_checks
+
+    patterns = suite.layer_patterns()
+    if patterns is None:
+        return
+    by_arch: dict[str, list[str] | None] = {}
+    names: dict[str, list[str]] = {}
+    for mid, m in suite._models.items():
+        if m.spec is None:
+            continue  # a checkpoint without a readable spec: its layers are unknown
+        key = _canon(m.spec.architecture.model_dump(mode="json"))
+        if key not in by_arch:
+            try:
+                arch = registry.create(
+                    "architecture", m.spec.architecture.name, **m.spec.architecture.params
+                )
+                by_arch[key] = suite_checks.layer_names(arch)
+            except Exception:  # not this check's to report: the run says what is wrong
+                by_arch[key] = None
+        if by_arch[key] is not None:
+            names[mid] = by_arch[key]
+    where = ("layers",) if isinstance(suite.layers, str) else None
+    suite_checks.check_layers(
+        patterns,
+        names,
+        lambda loc, msg: problems.add(where or loc, msg),
+        fnmatch.fnmatchcase,
+    )
 
 
 def _kind(value: Any) -> str:
@@ -1055,7 +1188,9 @@ def _check_models(data: dict[str, Any], checker: _Checker) -> list[_Model] | Non
         first_line[entry.id] = (i, checker.doc.locate((*loc, "id")))
         if entry.checkpoint is not None:
             bad = [
-                k for k in ("architecture", "dataset", "seed", "seeds", "train") if k in (raw or {})
+                k
+                for k in ("architecture", "dataset", "seed", "seeds", "train", "weights")
+                if k in (raw or {})
             ]
             for k in bad:
                 problems.add(
@@ -1066,6 +1201,15 @@ def _check_models(data: dict[str, Any], checker: _Checker) -> list[_Model] | Non
             ok = ok and not bad and path.is_file()
             out.append(_Model(entry.id, i, entry, None, spec, path, epochs))
             continue
+        if entry.weights is not None:
+            ok = _check_foreign(entry, raw, loc, checker) and ok
+            path = _resolve_path(entry.weights, checker.base_dir)
+            out.append(_Model(entry.id, i, entry, None, None, path, ()))
+            continue
+        foreign_only = [k for k in ("normalization", "input_size") if k in (raw or {})]
+        for k in foreign_only:
+            problems.add((*loc, k), f"{k!r} applies to foreign 'weights' only")
+        ok = ok and not foreign_only
         missing = [k for k in ("architecture", "dataset") if getattr(entry, k) is None]
         for k in missing:
             problems.add((*loc, k), f"missing required key {k!r} (or give a 'checkpoint')")
@@ -1104,6 +1248,45 @@ def _check_models(data: dict[str, Any], checker: _Checker) -> list[_Model] | Non
                 _Model(f"{entry.id}@{s}", i, entry, s, spec, None, tuple(sorted(cfg.save_epochs)))
             )
     return out if ok and out else None
+
+
+def _check_foreign(entry: ModelEntry, raw: Any, loc: tuple, checker: _Checker) -> bool:
+    """A foreign-weights entry: an architecture, a weights path that exists, nothing of a
+    training run. (Whether the state dict fits is checked when it is materialised.)"""
+    problems = checker.problems
+    bad = [k for k in ("dataset", "seed", "seeds", "train", "checkpoint") if k in (raw or {})]
+    for k in bad:
+        problems.add((*loc, k), f"a foreign-weights model takes no {k!r}")
+    if entry.architecture is None:
+        problems.add((*loc, "architecture"), "foreign 'weights' need an 'architecture'")
+        return False
+    arch = checker.plugin("architecture", entry.architecture, (*loc, "architecture"))
+    assert entry.weights is not None
+    path = _resolve_path(entry.weights, checker.base_dir)
+    if not (path.is_file() or path.is_dir()):
+        problems.add((*loc, "weights"), f"no weights file or folder {str(path)!r}")
+        return False
+    return arch is not None and not bad
+
+
+def _materialize_foreign(suite: Suite, models: list[_Model], problems: _Problems) -> None:
+    """Write each foreign-weights model as a checkpoint in the cache (see
+    :mod:`simbench.models.materialize`); a state dict that does not fit is a problem of its
+    entry's ``weights`` line."""
+    from simbench.models.materialize import materialize
+
+    for m in models:
+        if m.entry.weights is None:
+            continue
+        entry = m.entry
+        assert entry.architecture is not None and m.path is not None
+        norm = entry.normalization.model_dump(exclude_none=True) if entry.normalization else None
+        try:
+            m.path, m.spec = materialize(
+                entry.architecture, m.path, suite.cache_dir, norm, entry.input_size
+            )
+        except ValueError as exc:
+            problems.add(("models", m.index, "weights"), str(exc))
 
 
 def _check_plugins(data: dict[str, Any], checker: _Checker) -> None:

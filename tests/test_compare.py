@@ -90,9 +90,15 @@ def test_alignment_recovers_the_permutation_and_metrics_report_identity(
     nxt = arch.layers(model)[HIDDEN + 1].name
     T = by_layer[nxt].T
     np.testing.assert_allclose(T, np.eye(len(perm))[:, perm], atol=1e-6)
-    np.testing.assert_allclose(table["bures_cosine"], 1.0, atol=1e-9)
+    # A layer whose shrunk covariance kept no eigenvalue (no learned component after two
+    # epochs; which layers depends on the thread count's rounding) has no Bures cosine or
+    # effective rank: those cells are NaN for both twins alike, never a wrong number.
+    learned = np.isfinite(table["r_eff_a"].to_numpy())
+    assert learned.sum() >= len(table) - 1, table
+    assert np.array_equal(learned, np.isfinite(table["bures_cosine"].to_numpy()))
+    np.testing.assert_allclose(table["bures_cosine"][learned], 1.0, atol=1e-9)
     np.testing.assert_allclose(table["cka"], 1.0, atol=1e-9)
-    np.testing.assert_allclose(table["effective_rank"], 1.0, atol=1e-9)
+    np.testing.assert_allclose(table["effective_rank"][learned], 1.0, atol=1e-9)
     np.testing.assert_allclose(table["r_eff_a"], table["r_eff_b"], rtol=1e-9)
     # S(C, C) = (1 − z)/(u − z): identity scores at or above the upper bound u
     s = table["bures"].to_numpy()

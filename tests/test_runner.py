@@ -212,7 +212,7 @@ def test_cold_run_rows_columns_and_files(cold):
     }
     assert set(df[df.metric == "bures_cosine"].consumes) == {"weights"}
     assert set(df[df.metric == "cka"].consumes) == {"representations"}
-    assert (df.schema_version == 1).all() and (df.suite == "tiny").all()
+    assert (df.schema_version == 2).all() and (df.suite == "tiny").all()
     assert (df.simbench_version == simbench.__version__).all()
     assert (df.epoch_a == 1).all() and (df.epoch_b == 1).all()
     assert set(zip(df.seed_a, df.seed_b, strict=True)) == {(0, 1), (0, 0), (1, 0)}
@@ -224,7 +224,18 @@ def test_cold_run_rows_columns_and_files(cold):
     # representation metrics never fail here; every failed cell says why
     ok = df[df.metric != "bures_cosine"]
     assert (ok.error == "").all() and np.isfinite(ok.value).all()
-    assert ok.stderr.isna().all()
+    # every score has its uncertainty, every representation score its chance level
+    # (MATH.md: Uncertainty and chance of one score)
+    good = df[df.error == ""]
+    for col in ("stderr", "ci_low", "ci_high"):
+        assert np.isfinite(good[col]).all(), col
+    assert ((good.ci_low <= good.value) & (good.value <= good.ci_high)).all()
+    rep = good[good.consumes == "representations"]
+    for col in ("null_mean", "null_sd", "z"):
+        assert np.isfinite(rep[col]).all(), col
+    np.testing.assert_allclose(
+        rep.z, (rep.value - rep.null_mean) / np.hypot(rep.null_sd, rep.stderr), rtol=1e-9
+    )
     bad = df[df.error != ""]
     assert bad.value.isna().all()
     assert bad.error.str.contains("shrinkage").all()  # GM shrinkage left nothing (documented)
@@ -245,7 +256,7 @@ def test_cold_run_rows_columns_and_files(cold):
     assert len(csv) == N_CELLS
     np.testing.assert_allclose(csv.value.to_numpy(float), df.value.to_numpy(float), rtol=1e-15)
     meta = json.loads((out / "results.meta.json").read_text())
-    assert meta["schema_version"] == 1 and meta["rows"] == N_CELLS
+    assert meta["schema_version"] == 2 and meta["rows"] == N_CELLS
     assert meta["simbench_version"] == simbench.__version__
     assert meta["git_sha"] == "unknown" or re.fullmatch("[0-9a-f]{40}", meta["git_sha"])
     assert meta["config_hash"] == load_suite(cold.suite).config_hash()

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from simbench.errors import SimbenchError
 from simbench.suite import Suite, SuiteError, load_suite, parse_suite, split_ref
@@ -269,7 +270,10 @@ def test_pairs_same_fields(tmp_path):
     ],
 )
 def test_layer_filter(tmp_path, layers, expected, unmatched):
-    s = load_suite(write(tmp_path, PAIRS + f"layers: {layers}\n"))
+    # on made-up layer names: the suite's own models (VGGs) have no conv10 (and a pattern
+    # matching none of their layers is a load error, test_unknown_layers_are_load_errors)
+    s = load_suite(write(tmp_path, PAIRS + "layers: all\n"))
+    s = s.model_copy(update={"layers": yaml.safe_load(f"layers: {layers}")["layers"]})
     names = ["conv1", "conv2", "conv10", "fc"]
     assert s.layer_filter(names) == expected
     assert s.unmatched_layer_patterns(names) == unmatched
@@ -355,16 +359,26 @@ metrics: [cka]
     ],
 )
 def test_relation(tmp_path, a, b, relation):
-    s = load_suite(write(tmp_path, RELATIONS))
+    s = load_suite(write(tmp_path, relations_with_files(tmp_path)))
     assert s.relation(a, b) == relation
 
 
 def test_relation_of_a_model_with_itself_is_an_error(tmp_path):
-    s = load_suite(write(tmp_path, RELATIONS))
+    s = load_suite(write(tmp_path, relations_with_files(tmp_path)))
     with pytest.raises(ValueError, match="same model"):
         s.relation("t@0", "t@0")
     with pytest.raises(KeyError, match="no model 't@9' in suite 'rel'; did you mean 't@"):
         s.relation("t@0", "t@9")
+
+
+def relations_with_files(tmp_path: Path) -> str:
+    """RELATIONS with its npz archives present (a missing dataset file is a load error);
+    the archives are only checked for existence at load time."""
+    text = RELATIONS
+    for name in ("true", "shuffled1", "shuffled2", "other"):
+        (tmp_path / f"{name}.npz").write_bytes(b"")
+        text = text.replace(f"path: {name}.npz", f"path: {tmp_path / name}.npz")
+    return text
 
 
 # ----------------------------------------------------------------------------- specs, paths

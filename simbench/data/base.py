@@ -52,3 +52,7 @@ class Dataset(Plugin):
     def load(self) -> ImageData:
         """The data; deterministic for given parameters."""
         raise TypeError(f"{type(self).__name__} must define load()")
+
+    def check(self) -> None:
+        """Cheap checks before any compute (files and folders exist), ``ValueError`` with
+        the message ``load()`` would give; run when a suite is validated. Default: none."""

@@ -86,6 +86,10 @@ class ImageFolder(Dataset):
                 raise ValueError(f"{self.name}: no test split folder {test}")
         return root, train, test
 
+    def check(self) -> None:
+        """The root and its split folders exist (see ``load``)."""
+        self._splits()
+
     def load(self) -> ImageData:
         root, train_dir, test_dir = self._splits()
         classes, train_files = _scan(train_dir)

@@ -51,6 +51,10 @@ class NpzJPEG(Dataset):
             raise ValueError(f"npz dataset: no file at path={self.path!r} (resolved to {p})")
         return p
 
+    def check(self) -> None:
+        """The archive exists (see ``load``)."""
+        self._file()
+
     def load(self) -> ImageData:
         p = self._file()
         key = cache_key(kind="npz", file=file_fingerprint(p), size=self.size)

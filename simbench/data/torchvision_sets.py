@@ -49,6 +49,11 @@ class _TorchvisionCIFAR(Dataset):
                 raise
             raise self._missing(f"incomplete or corrupted {self.tv_class} data ({err})") from None
 
+    def check(self) -> None:
+        """The data folder exists under ``root`` (or ``download=True``; see ``load``)."""
+        if not self.download and not (expand_path(self.root) / self.base_folder).is_dir():
+            raise self._missing(f"no {self.tv_class} data")
+
     def load(self) -> ImageData:
         """Official splits as uint8 NHWC images and int64 labels, in the official order."""
         train, test = self._split(True), self._split(False)

@@ -8,13 +8,17 @@ invariances and cost, and takes its parameters in ``__init__``. Subclasses imple
 
 from __future__ import annotations
 
+import functools
+import math
 from enum import Enum
 from typing import Any, ClassVar
 
 import numpy as np
 
 from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.numerics.blocks import BlockMoments
 from simbench.numerics.moments import Moments
+from simbench.numerics.scaling import max_abs, rescale_pow2
 from simbench.plugin import Invariance, Plugin, Score
 
 
@@ -45,6 +49,19 @@ class Metric(Plugin):
     min_samples: ClassVar[int] = 2
     #: dimensions of one input: 2 for (n, d) matrices, 4 for (B, C, H, W) conv activations
     input_ndim: ClassVar[int] = 2
+    #: ``(smallest, largest)`` magnitude ``max |X|`` of a representation input at which the
+    #: metric computes accurately in float64; outside it (all-zero inputs aside) ``evaluate``
+    #: raises ``ValueError`` naming the scale. Not applied to metrics claiming
+    #: ``ISOTROPIC_SCALING``: ``evaluate`` rescales their inputs exactly (by ``2^k``), so
+    #: any finite scale works. A metric whose products are of higher order narrows it.
+    input_scale_range: ClassVar[tuple[float, float]] = (1e-100, 1e100)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # a plugin that overrides evaluate still gets ``uncertainty=True`` for free
+        ev = cls.__dict__.get("evaluate")
+        if ev is not None and not getattr(ev, "_simbench_uncertainty", False):
+            cls.evaluate = _with_uncertainty(ev)  # type: ignore[method-assign]
 
     # -- public API ---------------------------------------------------------------
     def __call__(self, X: Any, Y: Any | None = None) -> float:
@@ -56,16 +73,70 @@ class Metric(Plugin):
 
         ``X`` and ``Y`` are ``(n, d)`` numpy arrays or torch tensors (any device), or
         ``X`` is a paired :class:`Moments` and ``Y`` is omitted (streaming metrics).
+        ``uncertainty=True`` (or an :class:`~simbench.uncertainty.Uncertainty`, or a dict
+        of its fields) adds the block-jackknife standard error, 95 % interval and the
+        derangement null (:func:`simbench.uncertainty.evaluate_with_uncertainty`); ``X``
+        may then also be a :class:`~simbench.numerics.blocks.BlockMoments`.
         """
+        if isinstance(X, BlockMoments):
+            X = X.total()
         if isinstance(X, Moments):
             if Y is not None:
                 raise TypeError("pass Moments alone: metric(moments)")
-            return _as_score(self.score_moments(X))
+            return self._checked(self.score_moments, X)
         if Y is None:
             raise TypeError(f"{self.name} needs two arguments: metric(X, Y)")
         if self.consumes is Consumes.REPRESENTATIONS:
             X, Y = self.validate(X, Y)
-        return _as_score(self._compute(X, Y))
+            if all(isinstance(a, np.ndarray) for a in (X, Y)):
+                X, Y = self._fit_scale(X, "X"), self._fit_scale(Y, "Y")
+        return self._checked(self._compute, X, Y)
+
+    def _checked(self, fn: Any, *args: Any) -> Score:
+        """``fn(*args)`` as a :class:`Score`; a LAPACK failure or a NaN becomes a
+        ``ValueError`` that says so (never LAPACK's text, never a silent NaN)."""
+        try:
+            score = _as_score(fn(*args))
+        except np.linalg.LinAlgError:
+            raise ValueError(
+                f"{self.name}: an eigen- or singular-value decomposition failed to converge on "
+                "these inputs: they are extremely ill-conditioned or of extreme magnitude"
+            ) from None
+        if math.isnan(score.value):
+            raise ValueError(
+                f"{self.name} gave NaN on these inputs: a float64 overflow or a 0/0 inside the "
+                "metric (a bug: please report it)"
+            )
+        return score
+
+    def _fit_scale(self, A: np.ndarray, name: str) -> np.ndarray:
+        """``A`` exactly rescaled by ``2^k`` (scale-invariant metrics), or checked against
+        :attr:`input_scale_range` (others)."""
+        if Invariance.ISOTROPIC_SCALING in self.claimed_invariances():
+            # exact: products of 1e±200 inputs neither overflow nor underflow, and the
+            # value is that of the unit-scale input
+            return rescale_pow2(A)
+        lo, hi = self.input_scale_range
+        top = max_abs(A)
+        if top != 0.0 and not lo <= top <= hi:
+            raise ValueError(
+                f"{name} has max |value| = {top:.3g}, outside the range [{lo:.0e}, {hi:.0e}] "
+                f"where {self.name} (not invariant to scaling) computes in float64 without "
+                "overflow or underflow: change the inputs' units"
+            )
+        return A
+
+    def analytic_stderr(self, X: Any, Y: Any | None = None) -> float | None:
+        """An analytic standard error replacing the block jackknife (``None``: use it).
+
+        Called with the arguments given to ``evaluate(..., uncertainty=True)``.
+        """
+        return None
+
+    def chance_level(self, X: Any, Y: Any, score: Score) -> tuple[float, float] | None:
+        """``(null_mean, null_sd)`` of a metric with its own zero point (weight metrics);
+        ``None``: representation metrics use the derangement null instead."""
+        return None
 
     def validate(self, X: ArrayLike, Y: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Convert to float64 ``(n, d)`` arrays, raising ``ValueError`` on bad input."""
@@ -145,6 +216,24 @@ class Metric(Plugin):
 
     def _from_moments(self, m: Moments) -> Score | float:
         raise TypeError(f"{type(self).__name__} sets streaming=True but lacks _from_moments")
+
+
+def _with_uncertainty(fn: Any) -> Any:
+    """Wrap an ``evaluate`` so that ``uncertainty=...`` is handled before it is called."""
+
+    @functools.wraps(fn)
+    def evaluate(self: Metric, X: Any, Y: Any | None = None, *, uncertainty: Any = False) -> Score:
+        if uncertainty is not False and uncertainty is not None:
+            from simbench.uncertainty import evaluate_with_uncertainty
+
+            return evaluate_with_uncertainty(self, X, Y, uncertainty)
+        return fn(self, X, Y)
+
+    evaluate._simbench_uncertainty = True  # type: ignore[attr-defined]
+    return evaluate
+
+
+Metric.evaluate = _with_uncertainty(Metric.evaluate)  # type: ignore[method-assign]
 
 
 def _as_score(value: Score | float) -> Score:

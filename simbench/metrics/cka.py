@@ -180,7 +180,12 @@ class CKA(Metric):
     def _from_moments(self, m: Moments) -> float:
         if self.debiased:
             return _ratio(m.hsic_unbiased("xy"), m.hsic_unbiased("xx"), m.hsic_unbiased("yy"))
-        # ||Sxy||_F² / (||Sxx||_F ||Syy||_F)  (MATH.md: Linear CKA, feature form)
-        return _ratio(
-            float(np.sum(m.sxy * m.sxy)), float(np.sum(m.sxx * m.sxx)), float(np.sum(m.syy * m.syy))
-        )
+        # ||Sxy||_F² / (||Sxx||_F ||Syy||_F)  (MATH.md: Linear CKA, feature form), on
+        # Sxx/bx, Syy/by, Sxy/sqrt(bx by) with b the largest variance: the ratio is
+        # unchanged and every entry lies in [-1, 1] (Cauchy–Schwarz), so the squares can
+        # neither overflow nor underflow whatever the scale of the moments
+        bx, by = float(np.max(np.diag(m.sxx))), float(np.max(np.diag(m.syy)))
+        sxx, syy, sxy = m.sxx, m.syy, m.sxy
+        if bx > 0.0 and by > 0.0:
+            sxx, syy, sxy = sxx / bx, syy / by, sxy / (np.sqrt(bx) * np.sqrt(by))
+        return _ratio(float(np.sum(sxy * sxy)), float(np.sum(sxx * sxx)), float(np.sum(syy * syy)))

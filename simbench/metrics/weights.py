@@ -23,7 +23,9 @@ from pydantic import Field
 from simbench.metrics.base import Consumes, Metric
 from simbench.numerics.covariance import (
     WeightCovariance,
+    _cos_core,
     _get_shrinker,
+    _haar_core,
     bures_cosine,
     eigenvector_similarity,
     normalized_bures,
@@ -152,6 +154,17 @@ class NormalizedBures(_WeightMetric):
         sc.details.update(shrinkage=self.shrinkage, rank_x=C1.rank, rank_y=C2.rank)
         return sc
 
+    def chance_level(self, X: Any, Y: Any, score: Score) -> tuple[float, float] | None:
+        """GM eq. 6's zero point: ``S = 0`` by construction, its Monte-Carlo error
+        ``se(z̄)/(ū − z̄)`` (the mean over both directions when symmetrised)."""
+        d = score.details
+        keys = ("_x", "_y") if d.get("symmetrized") else ("",)
+        try:
+            sds = [d[f"z_stderr{k}"] / (d[f"u{k}"] - d[f"z{k}"]) for k in keys]
+        except KeyError:
+            return None
+        return 0.0, float(np.mean(sds))
+
 
 class BuresCosine(_WeightMetric):
     """Bures cosine ``||C1^½C2^½||_* / √(tr C1 tr C2)`` of aligned weight covariances (GM eq. 5).
@@ -175,6 +188,21 @@ class BuresCosine(_WeightMetric):
 
     def _compare(self, C1: WeightCovariance, C2: WeightCovariance) -> Score:
         return Score(bures_cosine(C1, C2), None, {"rank_x": C1.rank, "rank_y": C2.rank})
+
+    def chance_level(self, X: Any, Y: Any, score: Score) -> tuple[float, float] | None:
+        """GM eq. 6's zero point ``z = E_O cos(C, O C Oᵀ)`` (Haar ``O``), the mean over
+        both covariances as references, from 8 seeded draws each (the draws of
+        ``bures``' zero point at seed 0); ``null_sd`` its Monte-Carlo standard error."""
+        draws = 8
+        per = np.zeros(draws)
+        for C in (self.covariance(X, 0), self.covariance(Y, 1)):
+            if C.rank == 0:
+                return None
+            rs, tr = np.sqrt(C.s), C.trace
+            for i, child in enumerate(np.random.SeedSequence(0).spawn(draws)):
+                rng = np.random.default_rng(child)
+                per[i] += _cos_core(rs, _haar_core(rng, C.rank, C.d_in), rs, tr, tr) / 2
+        return float(per.mean()), float(per.std(ddof=1) / np.sqrt(draws))
 
 
 class EffectiveRankRatio(_WeightMetric):
@@ -246,3 +274,13 @@ class EigenvectorOverlap(_WeightMetric):
             "k": int(diag.size),
         }
         return Score(float(diag.mean()), None, details)
+
+    def chance_level(self, X: Any, Y: Any, score: Score) -> tuple[float, float] | None:
+        """GM Fig. 3's chance level ``1/√d``; ``null_sd`` the standard deviation of the
+        mean of ``k`` overlaps ``|uᵀv|`` of independent random unit vectors,
+        ``sqrt((1 − 2/π)/d)/√k``."""
+        chance, k = score.details.get("chance"), score.details.get("k")
+        if not chance or not k:
+            return None
+        d = 1.0 / chance**2
+        return float(chance), float(np.sqrt((1 - 2 / np.pi) / d / k))

@@ -126,6 +126,18 @@ class TimmArchitecture(Architecture):
         self.model_kwargs = model_kwargs
         self._init_cache: dict[int, dict[str, tuple[str, float]]] = {}
 
+    def preprocessing(self) -> dict[str, Any]:
+        """Default input preprocessing from the model's ``pretrained_cfg`` (mean, std, input
+        side, center-crop fraction; ImageNet statistics, 224 and 0.875 where it has none)."""
+        cfg = dict(getattr(self._create(1), "pretrained_cfg", None) or {})
+        size = cfg.get("input_size") or (3, 224, 224)
+        return {
+            "mean": tuple(cfg.get("mean") or (0.485, 0.456, 0.406)),
+            "std": tuple(cfg.get("std") or (0.229, 0.224, 0.225)),
+            "input_size": int(size[-1]),
+            "crop_pct": float(cfg.get("crop_pct") or 0.875),
+        }
+
     def _create(self, num_classes: int) -> nn.Module:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import timm

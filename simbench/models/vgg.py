@@ -98,6 +98,10 @@ def _make_net(features: nn.Sequential, classifier: nn.Sequential) -> nn.Module:
     return _net_class()(features, classifier)
 
 
+#: largest width multiplier (a suite asking for more is refused at validation)
+MAX_WIDTH = 8.0
+
+
 class VGG(Architecture):
     """VGG-11/13/16/19 with GM appendix B.1 simplifications as options (defaults: GM's).
 
@@ -132,6 +136,11 @@ class VGG(Architecture):
     ) -> None:
         if not (math.isfinite(width) and width > 0):
             raise ValueError(f"width must be a positive finite multiplier; got {width}")
+        if width > MAX_WIDTH:  # refused before any compute: building it would exhaust memory
+            raise ValueError(
+                f"width must be at most {MAX_WIDTH:g} (VGG-11 at width {MAX_WIDTH:g} has ~0.6 "
+                f"billion weights); got {width:g}"
+            )
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1; got {in_channels}")
         self.depth = depth

@@ -21,6 +21,7 @@ Gram matrix and ``V``-coordinates, whose exact distributions are sampled directl
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -436,7 +437,25 @@ class BuresReference(NamedTuple):
     u: np.ndarray
 
 
+#: memo of bures_reference per covariance object (immutable; identity-hashed): a cell's
+#: jackknife (simbench.uncertainty) rescores with one side's covariance unchanged
+_REFERENCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def bures_reference(C: WeightCovariance, draws: int = 8, seed: int = 0) -> BuresReference:
+    """Memoised :func:`_bures_reference` (same object, draws and seed: same draws)."""
+    if not (
+        isinstance(C, WeightCovariance)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in (draws, seed))
+    ):
+        return _bures_reference(C, draws, seed)  # validates and raises
+    memo = _REFERENCES.setdefault(C, {})
+    if (draws, seed) not in memo:
+        memo[(draws, seed)] = _bures_reference(C, draws, seed)
+    return memo[(draws, seed)]
+
+
+def _bures_reference(C: WeightCovariance, draws: int = 8, seed: int = 0) -> BuresReference:
     """``draws`` seeded draws of ``cos(C, O C Oᵀ)`` (Haar ``O``) and ``cos(C, Ĉ)`` (GM eq. 6).
 
     Draw ``i`` uses the generator ``default_rng(SeedSequence(seed).spawn(draws)[i])``, so

@@ -164,7 +164,22 @@ class Moments:
         if self.fourth:
             self._update_fourth(Xn, Yn, stats[0], stats[2])
         self._merge_stats(nb, *stats)
+        self._check_finite()
         return self
+
+    def _check_finite(self) -> None:
+        """Raise ``ValueError`` naming the overflow when a sum left the float64 range
+        (finite inputs of magnitude ~1e150 and above: their squares overflow)."""
+        parts = {"X": self.sxx, "Y": self.syy, "X and Y": self.sxy}
+        bad = [k for k, v in parts.items() if v is not None and not np.isfinite(v).all()]
+        if not bad and all(np.isfinite(v).all() for v in self._h.values()):
+            return
+        which = bad[0] if bad else "X or Y"
+        raise ValueError(
+            f"the second (or fourth) moments of {which} overflow float64: the inputs are "
+            "too large (magnitude ~1e150 or more); divide them by a constant first (metrics "
+            "invariant to isotropic scaling do this themselves for in-memory inputs)"
+        )
 
     def _merge_stats(self, nb: int, mx, xx, my, yy, xy) -> None:
         if self.n == 0:
@@ -205,9 +220,28 @@ class Moments:
         if other.n == 0:
             return self
         if self.fourth or other.fourth:
-            raise ValueError("fourth-order accumulators cannot be merged; use one accumulator")
+            # the fourth-order sums are raw sums about a fixed shift: they add when both
+            # accumulators share it (e.g. the blocks of simbench.numerics.blocks)
+            if not (self.fourth and other.fourth and self._same_shift(other)):
+                raise ValueError(
+                    "fourth-order accumulators merge only with a common shift "
+                    "(Moments(fourth=True, _shift_x=..., _shift_y=...)); use one accumulator"
+                )
+            if self.n == 0 and self._shift_x is None:
+                self._shift_x, self._shift_y = other._shift_x, other._shift_y
+            for k, v in other._h.items():
+                self._h[k] = self._h.get(k, 0.0) + v
         self._merge_stats(other.n, other.mean_x, other.sxx, other.mean_y, other.syy, other.sxy)
         return self
+
+    def _same_shift(self, other: Moments) -> bool:
+        if self.n == 0 and self._shift_x is None:
+            return True  # an empty accumulator takes the other's shift
+        return bool(
+            np.array_equal(self._shift_x, other._shift_x)
+            and (self._shift_y is None) == (other._shift_y is None)
+            and (self._shift_y is None or np.array_equal(self._shift_y, other._shift_y))
+        )
 
     @classmethod
     def from_arrays(

@@ -113,6 +113,8 @@ def depth_curves(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
         return
     data = valid.assign(relation=_relation_key(valid))
     means = relation_means(data)
+    zmean = _mean_z(data[data["layer_a"] == data["layer_b"]], ["relation", "layer_a"])
+    marked = False
     for (metric, alignment), m in means.groupby(["metric", "alignment"], sort=False):
         rows = valid[(valid["metric"] == metric) & (valid["alignment"] == alignment)]
         sign = _direction(rows)
@@ -141,6 +143,20 @@ def depth_curves(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
                 color=_color(rel, i, len(cks), cks.index(rel) if rel in cks else 0),
                 label=f"{rel} ({pairs} pair{'s' if pairs != 1 else ''})",
             )
+            z = zmean.get((metric, alignment), {})
+            chance = [abs(z.get((rel, la), np.inf)) < 3 for la in g["layer"]]
+            if any(chance):
+                marked = True
+                mask = np.array(chance)
+                ax.scatter(
+                    g["x"].to_numpy(float)[mask],
+                    g["mean"].to_numpy(float)[mask],
+                    s=90,
+                    facecolors="none",
+                    edgecolors="black",
+                    linewidths=1.0,
+                    zorder=5,
+                )
         ax.set_xticks(range(len(layers)))
         ax.set_xticklabels(
             layers,
@@ -157,7 +173,9 @@ def depth_curves(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
             slug("depth", metric, alignment),
             f"Depth curve: {metric} · {alignment}",
             "Mean over pairs of each relation, per layer (same layer in both networks); "
-            "error bars: standard error (between pairs and the metric's own stderr).",
+            "error bars: standard error (between pairs and each score's stderr: probe-block "
+            "jackknife and Monte-Carlo error)"
+            + ("; circled: not distinguishable from chance (mean |z| < 3)." if marked else "."),
             _png(fig),
         )
 
@@ -167,6 +185,8 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
     cross = valid[valid["layer_a"] != valid["layer_b"]]
     if cross.empty:
         return
+    from matplotlib.patches import Rectangle
+
     keys = set(zip(cross["metric"], cross["alignment"], strict=False))
     data = valid.assign(relation=_relation_key(valid))
     for (metric, alignment), rows in data.groupby(["metric", "alignment"], sort=False):
@@ -177,30 +197,52 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
         panels = []
         for rel in rels:
             g = rows[rows["relation"] == rel]
-            # draws first within a pair, then pairs with equal weight
-            pm = g.groupby(["model_a", "model_b", "layer_a", "layer_b"])["value"].mean()
+            # draws first within a pair, then pairs with equal weight; the cell's standard
+            # error from the pairs' stderrs (independent pairs), its z the mean over pairs
+            cell = ["model_a", "model_b", "layer_a", "layer_b"]
+            pm = g.groupby(cell)["value"].mean()
             mat = pm.groupby(level=["layer_a", "layer_b"]).mean().unstack("layer_b")
             if mat.shape[0] < 2 and mat.shape[1] < 2:
                 continue
+            pse = g.assign(v=pd.to_numeric(g["stderr"], errors="coerce") ** 2).groupby(cell)["v"]
+            se = (
+                pse.mean()
+                .groupby(level=["layer_a", "layer_b"])
+                .agg(lambda v: np.sqrt(v.sum()) / len(v))
+            )
+            zc = pd.to_numeric(g["z"], errors="coerce").groupby([g["layer_a"], g["layer_b"]])
             la = [x for x in order if x in mat.index]
             lb = [x for x in order if x in mat.columns]
-            panels.append((rel, mat.reindex(index=la, columns=lb)))
+            extras = (
+                se.unstack("layer_b").reindex(index=la, columns=lb),
+                zc.mean().unstack("layer_b").reindex(index=la, columns=lb),
+            )
+            panels.append((rel, mat.reindex(index=la, columns=lb), *extras))
         panels = panels[:MAX_RELATIONS]
         if not panels:
             continue
-        n = max(max(p.shape) for _, p in panels)
+        n = max(max(p.shape) for _, p, *_ in panels)
         side = min(6.0, max(3.0, 0.35 * n + 1.5))
         ncols = 2 if len(panels) == 4 else len(panels)
         nrows = -(-len(panels) // ncols)
         fig = _new_figure(side * ncols + 1.0, side * nrows)
         axes = fig.subplots(nrows, ncols, squeeze=False).ravel()[: len(panels)]
-        allv = np.concatenate([p.to_numpy(float).ravel() for _, p in panels])
+        allv = np.concatenate([p.to_numpy(float).ravel() for _, p, *_ in panels])
         vmin, vmax = np.nanmin(allv), np.nanmax(allv)
         cmap = "viridis" if sign > 0 else "viridis_r"
         im = None
-        for ax, (rel, mat) in zip(axes, panels, strict=True):
+        marked = with_se = False
+        for ax, (rel, mat, sem, zm) in zip(axes, panels, strict=True):
             M = mat.to_numpy(float)
+            SE, Z = sem.to_numpy(float), zm.to_numpy(float)
             im = ax.imshow(M, vmin=vmin, vmax=vmax, cmap=cmap, aspect="auto")
+            for i, j in zip(*np.nonzero(np.isfinite(Z) & (np.abs(Z) < 3)), strict=True):
+                marked = True
+                ax.add_patch(
+                    Rectangle(
+                        (j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.85", lw=0
+                    )
+                )
             ax.set_xticks(range(M.shape[1]))
             ax.set_xticklabels(mat.columns, rotation=90, fontsize=7)
             ax.set_yticks(range(M.shape[0]))
@@ -212,10 +254,14 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
                 mid = (vmin + vmax) / 2
                 for (i, j), v in np.ndenumerate(M):
                     if np.isfinite(v):
+                        txt = f"{v:.2f}"
+                        if np.isfinite(SE[i, j]):
+                            with_se = True
+                            txt += f"\n±{SE[i, j]:.2f}"
                         ax.text(
                             j,
                             i,
-                            f"{v:.2f}",
+                            txt,
                             ha="center",
                             va="center",
                             fontsize=6,
@@ -227,9 +273,26 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
             slug("layers", metric, alignment),
             f"Layer × layer: {metric} · {alignment}",
             "Each cell: the metric between layer i of A and layer j of B, mean over the "
-            "pairs of that relation and their draws.",
+            "pairs of that relation and their draws"
+            + ("; ± its standard error" if with_se else "")
+            + ("; hatched: not distinguishable from chance (mean |z| < 3)" if marked else "")
+            + ".",
             _png(fig),
         )
+
+
+def _mean_z(rows: pd.DataFrame, by: list[str]) -> dict[tuple, dict[tuple, float]]:
+    """``{(metric, alignment): {key: mean z}}`` over the rows' pairs and draws."""
+    if "z" not in rows.columns or rows.empty:
+        return {}
+    z = pd.to_numeric(rows["z"], errors="coerce")
+    out: dict[tuple, dict[tuple, float]] = {}
+    for (metric, alignment, *key), v in z.groupby(
+        [rows["metric"], rows["alignment"], *(rows[c] for c in by)], sort=False
+    ):
+        if v.notna().any():
+            out.setdefault((metric, alignment), {})[tuple(key)] = float(v.mean())
+    return out
 
 
 # -- eigenvector-similarity arrays ----------------------------------------------------------

@@ -23,10 +23,12 @@ from simbench.report.leaderboard import (
 )
 from simbench.report.render import fmt, html_image, html_page, html_table, markdown_table
 
-#: the tidy results columns of the design (schema_version 1)
+#: the tidy results columns of the design (schema_version 2; version 1 lacks the five
+#: uncertainty columns after ``stderr``, which then default to NaN)
 RESULT_COLUMNS = (
     "schema_version", "suite", "model_a", "model_b", "relation", "layer_a", "layer_b",
-    "alignment", "metric", "draw", "value", "stderr", "higher_is_better", "consumes",
+    "alignment", "metric", "draw", "value", "stderr", "ci_low", "ci_high", "null_mean",
+    "null_sd", "z", "higher_is_better", "consumes",
     "wall_time_s", "config_hash", "error", "simbench_version", "git_sha", "plugin_versions",
     "arch_a", "arch_b", "dataset_a", "dataset_b", "seed_a", "seed_b", "epoch_a", "epoch_b",
 )  # fmt: skip
@@ -34,6 +36,7 @@ RESULT_COLUMNS = (
 REQUIRED = ("model_a", "model_b", "relation", "layer_a", "layer_b", "alignment", "metric", "value")
 DEFAULTS: dict[str, Any] = {
     "stderr": float("nan"),
+    **dict.fromkeys(("ci_low", "ci_high", "null_mean", "null_sd", "z"), float("nan")),
     "error": "",
     "higher_is_better": True,
     "draw": 0,
@@ -79,7 +82,8 @@ def load_results(output_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict
     err = df["error"].astype(object)
     df["error"] = err.where(err.notna(), "").astype(str)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    df["stderr"] = pd.to_numeric(df["stderr"], errors="coerce")
+    for col in ("stderr", "ci_low", "ci_high", "null_mean", "null_sd", "z"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
     for col in ("model_a", "model_b", "relation", "layer_a", "layer_b", "alignment", "metric"):
         df[col] = df[col].astype(str)
     meta: dict[str, Any] = {}

@@ -10,9 +10,9 @@ Keys (:func:`simbench.runner.cache.make_key` of exactly these):
 - model: a trained model's ``ModelSpec.key()`` (+ ``"epoch", N`` for ``:eN``); a
   checkpoint entry's recorded weights SHA-256 (+ epoch);
 - extract, one per (pair, layer): both model keys, the layer, the probe config (dataset,
-  split, images, seed, positions, batch size), the extract options (sites, fourth-order
-  sums, activations kept) and the simbench version; plus one per pair for the pooled
-  outputs when ``layer_matrix``;
+  split, images, seed, positions, batch size, blocks, null pairings), the extract
+  options (sites, fourth-order sums, activations kept) and the simbench version; plus
+  one per pair for the pooled outputs when ``layer_matrix``;
 - align: extract key, alignment name, params and plugin version (package, package
   version, class ``version``);
 - score: extract key (weights: also the align key), metric name, params (the draw's
@@ -144,7 +144,7 @@ class Cell:
     pair: PairNode
     layer_a: str
     layer_b: str
-    alignment: str  # label; "none" for representation metrics, "pooled" for the matrix
+    alignment: str  # label; "none" for representation metrics, "pooled"/"flat" for the matrix
     alignment_name: str | None
     metric: str  # label
     metric_name: str
@@ -298,19 +298,24 @@ class Plan:
             extract_pairs.append(pair)
             layers = tuple((layer, k) for layer, k in todo if layer)
             pooled = any(not layer for layer, _ in todo)
-            sched.extract.append(
-                ExtractJob(
-                    root,
-                    pair.a.model_ref,
-                    pair.b.model_ref,
-                    self.probe,
-                    self.options,
-                    layers,
-                    pair.pooled_key if pooled else None,
-                    (tuple(pair.a.layers), tuple(pair.b.layers)) if pooled else ((), ()),
-                    threads=threads,
+            # different architectures: a shared layer name may differ in spatial size (a
+            # paired-layer failure); the layer matrix is then extracted by a job of its own
+            split = pooled and bool(layers) and _arch_ref(pair.a) != _arch_ref(pair.b)
+            for lay, pool in ((layers, False), ((), True)) if split else ((layers, pooled),):
+                sched.extract.append(
+                    ExtractJob(
+                        root,
+                        pair.a.model_ref,
+                        pair.b.model_ref,
+                        self.probe,
+                        self.options,
+                        lay,
+                        pair.pooled_key if pool else None,
+                        (tuple(pair.a.layers), tuple(pair.b.layers)) if pool else ((), ()),
+                        threads=threads,
+                        flat=self.suite.layer_features == "flat",
+                    )
                 )
-            )
         sched.outputs["extract"] = n_extract
         sched.totals["extract"] = total_extract
 
@@ -384,6 +389,10 @@ class Plan:
         return "\n".join(lines)
 
 
+def _arch_ref(m: ModelNode) -> Any:
+    return m.spec.architecture.model_dump(mode="json") if m.spec is not None else None
+
+
 def _with_threads(job: ChecksJob, threads: int | None) -> ChecksJob:
     from dataclasses import replace
 
@@ -452,7 +461,10 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         if ckpt is not None:
             side = _sidecar(ckpt)
             sha = side.get("sha256") or sha256_file(ckpt)
-            key = make_key("checkpoint", sha)
+            # foreign weights (sidecar "source"): their preprocessing is not in the weights
+            key = make_key(
+                "checkpoint", sha, *([side["normalization"]] if "source" in side else [])
+            )
             train_key, path = None, Path(ckpt)
             num_classes = int(side.get("num_classes", 10))
             epoch = side.get("epoch", epoch) if epoch is None else epoch
@@ -507,6 +519,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         int(p.seed if p.seed is not None else suite.seed),
         p.positions,
         p.batch_size,
+        p.blocks,
+        p.null_pairings,
     )
     probe_dict = {
         "dataset": probe.dataset,
@@ -516,6 +530,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         "seed": probe.seed,
         "positions": probe.positions,
         "batch_size": probe.batch_size,
+        "blocks": probe.blocks,
+        "null_pairings": probe.null_pairings,
     }
     options = ExtractOptions(fourth=needs_fourth, activations=needs_acts, maps=needs_maps)
 
@@ -535,8 +551,10 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         pooled_key = None
         if suite.layer_matrix and a.layers and b.layers:
             pooled_key = make_key(
-                "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version
-            )
+                "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version,
+                *(["maps"] if needs_maps else []),  # + conv maps on the matrix grid (DFT)
+                *(["flat"] if suite.layer_features == "flat" else []),
+            )  # fmt: skip
         pair = PairNode(a, b, suite.relation(a_ref, b_ref), shared, extract, pooled_key)
         pairs.append(pair)
         for layer in shared:
@@ -563,8 +581,9 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                         shrink = params.get("shrinkage", m.cls.param_defaults().get("shrinkage"))
                         eig = make_key("eigvec", task.key, str(shrink)) if shrink else None
                         cell = ScoreCell(
-                            key, "weights", m.name, params, ekey, task.key, eig, layer, layer
-                        )
+                            key, "weights", m.name, params, ekey, task.key, eig, layer, layer,
+                            align=(task.name, task.params),
+                        )  # fmt: skip
                         label = label_of(r.name, dict(r.params))
                         cells.append(m.cell(pair, layer, layer, label, (r.name, v), d, cell))
         if pooled_key is None:
@@ -572,7 +591,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         for la in a.layers:
             for lb in b.layers:
                 for m in metrics:
-                    if m.consumes is not Consumes.REPRESENTATIONS or m.input_ndim != 2:
+                    if m.consumes is not Consumes.REPRESENTATIONS or m.input_ndim not in (2, 4):
                         continue
                     for d, params in m.draw_params(suite.seed):
                         key = make_key(
@@ -581,7 +600,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                         cell = ScoreCell(
                             key, "pooled", m.name, params, pooled_key, None, None, la, lb
                         )
-                        cells.append(m.cell(pair, la, lb, "pooled", None, d, cell))
+                        cells.append(m.cell(pair, la, lb, suite.layer_features, None, d, cell))
 
     checks = _checks_job(suite, cache, pairs, probe, probe_dict, metrics, align_info)
     return Plan(suite, cache, models, pairs, cells, probe, options, align_tasks, checks, warnings)

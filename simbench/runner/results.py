@@ -1,6 +1,6 @@
 """The tidy results table: one row per (pair, layer pair, alignment, metric, draw).
 
-Columns (``SCHEMA_VERSION`` 1, DESIGN.md "Results"): :data:`COLUMNS`, then ``details``
+Columns (``SCHEMA_VERSION`` 2, DESIGN.md "Results"): :data:`COLUMNS`, then ``details``
 (JSON: the metric's scalar details, and ``eigenvector_overlap``, the path relative to the
 output folder of the ``|V_aᵀ V_b|`` array of the two aligned weight covariances, GM
 Fig. 3, for weight metrics). Conventions:
@@ -9,12 +9,19 @@ Fig. 3, for weight metrics). Conventions:
   outputs), the alignment's label for weight metrics (B's weights pulled back into A's
   basis), and ``"pooled"`` for the ``layer_matrix`` rows: global-average-pooled outputs
   of layer ``layer_a`` of A against ``layer_b`` of B, every combination, the diagonal
-  included (so that a layer × layer matrix is computed one way throughout);
+  included (so that a layer × layer matrix is computed one way throughout); ``"flat"``
+  instead with ``layer_features: flat`` (flattened ``(B, C·H·W)`` outputs);
 - labels are ``name`` or ``name(k=v, ...)`` when the suite gives parameters;
 - ``draw`` is 0 for deterministic metrics; stochastic ones (a ``seed`` parameter) get
   ``draws`` rows with ``seed = (their seed, default the suite's) + draw``;
-- ``value`` is NaN and ``error`` holds the message when a cell failed; ``stderr`` is NaN
-  for deterministic metrics;
+- ``value`` is NaN and ``error`` holds the message when a cell failed;
+- ``stderr`` is the leave-one-probe-block-out jackknife standard error (``probe.blocks``
+  blocks; weight metrics: with the alignment refitted per block) combined with the
+  metric's Monte-Carlo error, ``ci_low``/``ci_high`` the 95 % interval ``value ± 1.96
+  stderr``; ``null_mean``/``null_sd`` the chance level over ``probe.null_pairings``
+  seeded derangements of the probe images (weight metrics: their own zero point, NaN
+  where they have none) and ``z = (value − null_mean)/sqrt(null_sd² + stderr²)``
+  (MATH.md: Uncertainty and chance of one score; :mod:`simbench.uncertainty`);
 - ``config_hash`` is the cell's cache key: a hash of everything its value depends on
   (models, probe, layer, alignment and metric with their parameters and versions);
 - ``epoch_*`` is the epoch of a ``:eN`` checkpoint, else the number of epochs trained
@@ -41,10 +48,15 @@ import numpy as np
 
 from simbench.runner.cache import atomic_write_bytes
 
-SCHEMA_VERSION = 1
+#: 2: ``ci_low``, ``ci_high``, ``null_mean``, ``null_sd``, ``z`` added after ``stderr``,
+#: and ``stderr`` is filled for every metric (block jackknife ⊕ Monte-Carlo error)
+SCHEMA_VERSION = 2
+#: the uncertainty and chance-level columns (MATH.md: Uncertainty and chance of one score)
+UNCERTAINTY_COLUMNS = ("ci_low", "ci_high", "null_mean", "null_sd", "z")
 COLUMNS = (
     "schema_version", "suite", "model_a", "model_b", "relation", "layer_a", "layer_b",
-    "alignment", "metric", "draw", "value", "stderr", "higher_is_better", "consumes",
+    "alignment", "metric", "draw", "value", "stderr", *UNCERTAINTY_COLUMNS,
+    "higher_is_better", "consumes",
     "wall_time_s", "config_hash", "error", "simbench_version", "git_sha", "plugin_versions",
     "arch_a", "arch_b", "dataset_a", "dataset_b", "seed_a", "seed_b", "epoch_a", "epoch_b",
     "details",
@@ -126,6 +138,7 @@ def assemble(plan: Any, failures: dict[str, str] | None = None) -> tuple[Any, di
                 "draw": c.draw,
                 "value": _num(rec.get("value")),
                 "stderr": _num(rec.get("stderr")),
+                **{k: _num(rec.get(k)) for k in UNCERTAINTY_COLUMNS},
                 "higher_is_better": c.higher_is_better,
                 "consumes": c.consumes,
                 "wall_time_s": _num(rec.get("wall_time_s")),
@@ -151,7 +164,7 @@ def assemble(plan: Any, failures: dict[str, str] | None = None) -> tuple[Any, di
     for col in ("seed_a", "seed_b", "epoch_a", "epoch_b"):
         df[col] = df[col].astype("Int64")
     df["higher_is_better"] = df["higher_is_better"].astype(bool)
-    for col in ("value", "stderr", "wall_time_s"):
+    for col in ("value", "stderr", *UNCERTAINTY_COLUMNS, "wall_time_s"):
         df[col] = df[col].astype("float64")
     # export the eigenvector-overlap arrays next to the table
     for key, rel in arrays.items():

@@ -12,13 +12,18 @@ every cell depending on it as failed for this run (not cached: the next run retr
 Stored formats (all float64):
 
 - extract, one file per (pair, layer): ``in_*`` and ``out_*`` :class:`Moments` fields of
-  the layer's input and output representations, ``w_a``/``w_b`` the two weights in their
+  the layer's input and output representations, their per-block moments ``in_blk_*``,
+  ``out_blk_*`` and the output's derangement cross-moments ``out_null_*``
+  (:meth:`BlockMoments.to_arrays`), ``uncertainty`` ``[blocks, null pairings, seed,
+  batch size]``, ``w_a``/``w_b`` the two weights in their
   ``LayerSpec.weight_shape`` view, ``init_var`` ``[σ²_a, σ²_b]``; optionally ``act_a``/
   ``act_b`` (channel samples, for non-streaming metrics) and ``map_a``/``map_b`` (whole
   ``(B, C, H, W)`` maps, for 4-D metrics); one more file per pair with the global-average-
   pooled outputs ``a/<layer>``, ``b/<layer>`` of every selected layer (``layer_matrix``);
 - align: ``T`` (``.npz``) or a JSON error record;
-- score: a JSON record ``{value, stderr, error, wall_time_s, details}``;
+- score: a JSON record ``{value, stderr, ci_low, ci_high, null_mean, null_sd, z, error,
+  wall_time_s, details}`` (:mod:`simbench.uncertainty`: jackknife over the extract
+  file's probe blocks, derangement null from its null cross-moments);
 - eigvec: ``overlap`` ``|V_aᵀ V_b|`` of the two aligned weight covariances (GM Fig. 3).
 """
 
@@ -38,8 +43,9 @@ import numpy as np
 
 from simbench.runner.cache import Cache
 
-#: bump when the layout of an extract file changes (part of the extract keys)
-EXTRACT_FORMAT = 1
+#: bump when the layout of an extract file changes (part of the extract keys);
+#: 2: per-block moments ``<site>_blk_*`` and null cross-moments ``out_null_*``
+EXTRACT_FORMAT = 2
 #: stage names, in dependency order
 STAGES = ("train", "extract", "align", "score")
 
@@ -117,6 +123,11 @@ def _scalar_details(details: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _finite(x: Any) -> float | None:
+    """A JSON-safe float: ``None`` for missing or non-finite values."""
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
 def _set_threads(threads: int | None) -> None:
     if threads:
         import torch
@@ -186,6 +197,8 @@ class ProbeConfig:
     seed: int
     positions: int | None
     batch_size: int
+    blocks: int = 20  # jackknife blocks (at most one per image)
+    null_pairings: int = 4  # derangement nulls (0: none)
 
 
 @dataclass(frozen=True)
@@ -221,6 +234,7 @@ class ExtractJob:
     pooled_layers: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())  # A's, B's
     device: str = "auto"
     threads: int | None = None
+    flat: bool = False  # layer matrix on flattened (B, C·H·W) outputs instead of pooled
 
 
 def probe_images(probe: ProbeConfig) -> np.ndarray:
@@ -250,13 +264,20 @@ def _pool(act: Any) -> Any:
     return act.mean(dim=(2, 3)) if act.ndim == 4 else act
 
 
+def _grid_map(act: Any, grid: Any) -> np.ndarray:
+    """A layer output pooled to the matrix grid, float64 on the host (2-D kept as is)."""
+    from simbench.numerics.grids import pool_map
+
+    return pool_map(act, grid).double().cpu().numpy()
+
+
 def run_extract(job: ExtractJob) -> dict[str, Any]:
     """Stream the probe set through both models; write the requested files."""
     import torch
 
     from simbench.compare import paired_probe_batches
     from simbench.extract import LayerTaps, channel_samples
-    from simbench.numerics.moments import Moments
+    from simbench.numerics.blocks import BlockMoments
     from simbench.train.trainer import resolve_device
 
     _set_threads(job.threads)
@@ -277,11 +298,25 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
     images = probe_images(job.probe)
     opts = job.options
     sites = ("input", "output")
+    # per-block moments (MATH.md: Uncertainty and chance); the null cross-moments only
+    # where representation metrics read (the outputs)
+    blocks = min(job.probe.blocks, len(images))
     moments = {
-        w: {n: Moments(fourth=(w == "output" and opts.fourth)) for n in names} for w in sites
+        w: {
+            n: BlockMoments(
+                len(images),
+                blocks,
+                job.probe.null_pairings if w == "output" else 0,
+                job.probe.seed,
+                fourth=(w == "output" and opts.fourth),
+            )
+            for n in names
+        }
+        for w in sites
     }
     acts: dict[str, list[np.ndarray]] = {}
     pooled: dict[str, list[np.ndarray]] = {}
+    grid = None  # the matrix grid of the pooled conv maps (simbench.numerics.grids)
     with (
         torch.no_grad(),
         LayerTaps(net_a, [specs_a[n] for n in names], "input") as ia,
@@ -314,26 +349,43 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
                             )
                         sa = _host(channel_samples(ya, job.probe.positions, job.probe.seed, i))
                         sb = _host(channel_samples(yb, job.probe.positions, job.probe.seed, i))
-                        moments[w][n].update(sa, sb)
+                        moments[w][n].update(sa, sb, units=ya.shape[0])
                         if w == "output" and opts.activations:
                             acts.setdefault(f"{n}/act_a", []).append(_np(sa))
                             acts.setdefault(f"{n}/act_b", []).append(_np(sb))
                         if w == "output" and opts.maps:
                             acts.setdefault(f"{n}/map_a", []).append(ya.double().cpu().numpy())
                             acts.setdefault(f"{n}/map_b", []).append(yb.double().cpu().numpy())
+                if opts.maps and i == 0 and (pool_a or pool_b):  # DFT-SVCCA in the matrix
+                    from simbench.numerics.grids import common_grid
+
+                    grid = common_grid(
+                        [tuple(oa.values[n].shape) for n in pool_a]
+                        + [tuple(ob.values[n].shape) for n in pool_b]
+                    )
                 for side, taps, layer_names in (("a", oa, pool_a), ("b", ob, pool_b)):
                     for n in layer_names:
-                        pooled.setdefault(f"{side}/{n}", []).append(
-                            _pool(taps.values[n]).double().cpu().numpy()
-                        )
+                        act = taps.values[n]
+                        feats = act.reshape(act.shape[0], -1) if job.flat else _pool(act)
+                        pooled.setdefault(f"{side}/{n}", []).append(feats.double().cpu().numpy())
+                        if opts.maps:
+                            pooled.setdefault(f"{side}/map/{n}", []).append(
+                                _grid_map(taps.values[n], grid)
+                            )
+    # the uncertainty set-up the score stage reads: blocks, null pairings, seed, chunk
+    unc = np.array(
+        [blocks, job.probe.null_pairings, job.probe.seed, job.probe.batch_size], dtype=np.int64
+    )
     written = 0
     for n, key in job.layers:
         arrays: dict[str, np.ndarray] = {}
-        arrays.update(moments_to_arrays("in", moments["input"][n]))
-        arrays.update(moments_to_arrays("out", moments["output"][n]))
+        for w, prefix in (("input", "in"), ("output", "out")):
+            arrays.update(moments_to_arrays(prefix, moments[w][n].total()))
+            arrays.update(moments[w][n].to_arrays(prefix))
         arrays["w_a"] = specs_a[n].weight(net_a).double().cpu().numpy()
         arrays["w_b"] = specs_b[n].weight(net_b).double().cpu().numpy()
         arrays["init_var"] = np.array([specs_a[n].init_variance, specs_b[n].init_variance])
+        arrays["uncertainty"] = unc
         for k in ("act_a", "act_b", "map_a", "map_b"):
             if f"{n}/{k}" in acts:
                 arrays[k] = np.concatenate(acts.pop(f"{n}/{k}"))
@@ -342,6 +394,7 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
         written += 1
     if job.pooled_key:
         arrays = {k: np.concatenate(v) for k, v in pooled.items()}
+        arrays["uncertainty"] = unc
         cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True})
         written += 1
     return {"written": written, "seconds": time.perf_counter() - t0}
@@ -432,6 +485,8 @@ class ScoreCell:
     eig_key: str | None = None
     layer_a: str = ""
     layer_b: str = ""
+    #: the alignment (name, params) of a weights cell, refitted per left-out block
+    align: tuple[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -450,6 +505,7 @@ class _Inputs:
         self._moments: dict[str, Any] = {}
         self._T: dict[str, tuple[np.ndarray | None, str | None]] = {}
         self.covs: dict[tuple, Any] = {}  # (extract, align, shrinkage) -> covariances | error
+        self.loo_inputs: dict[Any, Any] = {}  # (align, shrinkage, cov?, block) -> B's input
 
     def arrays(self, key: str) -> dict[str, np.ndarray]:
         if key not in self._arrays:
@@ -464,18 +520,36 @@ class _Inputs:
             self._moments[key] = moments_from_arrays("out", self.arrays(key))
         return self._moments[key]
 
+    def blocks(self, key: str, site: str = "out") -> Any:
+        from simbench.numerics.blocks import BlockMoments
+
+        memo = f"{site}/{key}"
+        if memo not in self._moments:
+            self._moments[memo] = BlockMoments.from_arrays(site, self.arrays(key))
+        return self._moments[memo]
+
+    def uncertainty(self, key: str, positions: int = 1) -> Any:
+        """The :class:`~simbench.uncertainty.Uncertainty` the extract file was made for."""
+        from simbench.uncertainty import Uncertainty
+
+        blocks, nulls, seed, chunk = (int(v) for v in self.arrays(key)["uncertainty"])
+        return Uncertainty(blocks, nulls, seed, positions=positions, chunk=chunk)
+
     def T(self, key: str) -> tuple[np.ndarray | None, str | None]:
         if key not in self._T:
             self._T[key] = read_align(self.cache, key)
         return self._T[key]
 
 
-def _weight_inputs(metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray) -> tuple:
+def _weight_inputs(
+    metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray, a: Any = None
+) -> tuple:
     """A's weight and B's pulled back into A's input basis (MATH.md: pulling weights back),
     as :class:`WeightCovariance` with each layer's real init variance for the built-in
     weight metrics (as :func:`simbench.compare.weight_covariances`), raw otherwise. The
     covariances of one (layer, alignment, shrinkage) are computed once per job and shared
-    by its metrics (so ``wall_time_s`` of the first such cell includes them)."""
+    by its metrics (so ``wall_time_s`` of the first such cell includes them). ``a``: A's
+    input already built (the jackknife refits only B's side)."""
     from simbench.numerics.covariance import WeightCovariance
 
     arrays = inputs.arrays(cell.extract_key)
@@ -488,6 +562,9 @@ def _weight_inputs(metric: Any, inputs: _Inputs, cell: ScoreCell, T: np.ndarray)
     shrinkage = getattr(metric, "shrinkage", None)
     if not (isinstance(shrinkage, str) and getattr(metric, "init_var", "unset") is None):
         return WA, WB_A
+    if a is not None:
+        ib = float(arrays["init_var"][1])
+        return a, WeightCovariance.from_weight(WB_A, init_var=ib, shrinkage=shrinkage)
     memo = (cell.extract_key, cell.align_key, shrinkage)
     if memo not in inputs.covs:
         ia, ib = (float(v) for v in arrays["init_var"])
@@ -523,6 +600,49 @@ def _store_eigvec(cache: Cache, key: str, ca: Any, cb: Any) -> None:
     )
 
 
+def _weights_uncertainty(
+    metric: Any, inputs: _Inputs, cell: ScoreCell, a: Any, b: Any, full: Any
+) -> Any:
+    """Jackknife of a weight metric over probe blocks: the alignment is refitted on the
+    input moments without each block (the weights themselves do not depend on the probe),
+    combined with the metric's Monte-Carlo error; chance level: the metric's own zero
+    point (:meth:`Metric.chance_level`)."""
+    from simbench.registry import default_registry
+    from simbench.uncertainty import summarize
+
+    cfg = inputs.uncertainty(cell.extract_key)
+    assert cell.align is not None
+    name, params = cell.align
+    T_full, _ = inputs.T(cell.align_key)  # type: ignore[arg-type]
+    loo = np.empty(cfg.blocks)
+    errors: list[str] = []
+    for i, m in inputs.blocks(cell.extract_key, "in").leave_one_out():
+        try:
+            T = default_registry().create("alignment", name, **params).fit(m).T
+            if T_full is not None and np.array_equal(T, T_full):
+                loo[i] = full.value  # the map does not depend on the probe (identity)
+                continue
+            # A's side does not move; B's pulled-back input is shared by the cell's metrics
+            as_cov = getattr(metric, "init_var", "unset") is None
+            memo = (cell.align_key, getattr(metric, "shrinkage", None), as_cov, i)
+            if inputs.loo_inputs.get("extract") != cell.extract_key:
+                inputs.loo_inputs = {"extract": cell.extract_key}  # one layer's at a time
+            if memo not in inputs.loo_inputs:
+                inputs.loo_inputs[memo] = _weight_inputs(metric, inputs, cell, T, a)[1]
+            loo[i] = float(metric.evaluate(a, inputs.loo_inputs[memo]).value)
+        except ValueError as exc:
+            errors.append(str(exc))
+            loo[i] = float("nan")
+    return summarize(
+        full,
+        cfg,
+        loo=loo if np.isfinite(loo).all() else None,
+        analytic=metric.analytic_stderr(a, b),
+        chance=metric.chance_level(a, b, full),
+        errors=errors,
+    )
+
+
 def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
     from simbench.metrics.base import Consumes
     from simbench.registry import default_registry
@@ -530,8 +650,15 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
     metric = default_registry().create("metric", cell.metric, **cell.params)
     if cell.kind == "pooled":
         arrays = inputs.arrays(cell.extract_key)
+        if getattr(metric, "input_ndim", 2) == 4:  # conv maps, on their common grid
+            from simbench.numerics.grids import to_common_grid
+
+            X, Y = arrays[f"a/map/{cell.layer_a}"], arrays[f"b/map/{cell.layer_b}"]
+            return metric.evaluate(
+                *to_common_grid(X, Y), uncertainty=inputs.uncertainty(cell.extract_key)
+            )
         X, Y = arrays[f"a/{cell.layer_a}"], arrays[f"b/{cell.layer_b}"]
-        return metric.evaluate(X, Y)
+        return metric.evaluate(X, Y, uncertainty=inputs.uncertainty(cell.extract_key))
     if cell.kind == "weights":
         assert cell.align_key is not None
         T, err = inputs.T(cell.align_key)
@@ -540,19 +667,26 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
         a, b = _weight_inputs(metric, inputs, cell, T)
         if cell.eig_key:
             _store_eigvec(inputs.cache, cell.eig_key, a, b)
-        return metric.evaluate(a, b)
+        full = metric.evaluate(a, b)
+        if cell.align is None or not math.isfinite(full.value):
+            return full
+        return _weights_uncertainty(metric, inputs, cell, a, b, full)
     if metric.consumes is not Consumes.REPRESENTATIONS:
         raise ValueError(f"metric {cell.metric!r} consumes {metric.consumes.value}")
     arrays = inputs.arrays(cell.extract_key)
+    key = cell.extract_key
     if getattr(metric, "input_ndim", 2) == 4:
         if "map_a" not in arrays:
             raise ValueError("4-D activation maps were not extracted")
-        return metric.evaluate(arrays["map_a"], arrays["map_b"])
+        cfg = inputs.uncertainty(key)
+        return metric.evaluate(arrays["map_a"], arrays["map_b"], uncertainty=cfg)
     if metric.streaming:
-        return metric.evaluate(inputs.moments(cell.extract_key))
+        return metric.evaluate(inputs.blocks(key), uncertainty=inputs.uncertainty(key))
     if "act_a" not in arrays:
         raise ValueError("activations were not extracted for this non-streaming metric")
-    return metric.evaluate(arrays["act_a"], arrays["act_b"])
+    images = int(arrays["out_blk_edges"][-1])
+    cfg = inputs.uncertainty(key, positions=arrays["act_a"].shape[0] // images)
+    return metric.evaluate(arrays["act_a"], arrays["act_b"], uncertainty=cfg)
 
 
 def run_score(job: ScoreJob) -> dict[str, Any]:
@@ -571,9 +705,15 @@ def run_score(job: ScoreJob) -> dict[str, Any]:
                 score = Score(float(score))
             value = float(score.value)
             stderr = None if score.stderr is None else float(score.stderr)
+            ci = score.ci if score.ci is not None else (None, None)
             rec: dict[str, Any] = {
                 "value": value,
-                "stderr": stderr,
+                "stderr": _finite(stderr),
+                "ci_low": _finite(ci[0]),
+                "ci_high": _finite(ci[1]),
+                "null_mean": _finite(score.null_mean),
+                "null_sd": _finite(score.null_sd),
+                "z": _finite(score.z),
                 "error": "" if math.isfinite(value) else "the metric returned a non-finite value",
                 "details": _scalar_details(score.details or {}),
             }
