@@ -448,3 +448,19 @@ def test_status_of_live_tasks_from_squeue_sacct_and_result_files(tmp_path, monke
     lines = status_lines(tmp_path)
     assert lines[0] == f"SLURM jobs (journal {tmp_path}):"
     assert lines[2].split()[:9] == ["train", "77", "6", "0", "0", "2", "0", "0", "4"]
+
+
+def test_submission_line_names_the_array_and_its_log_pattern(tmp_path):
+    folder = tmp_path / "run3" / "slurm"  # the job id (3) also appears in the folder name
+    jobs = [FakeSlurmJob(f"3_{i}", folder) for i in range(2)]
+    ex = SlurmExecutor(folder=str(folder), cluster="slurm")
+    said: list[str] = []
+    ex.echo = said.append
+    ex._names = slurm_mod._task_names(jobs, "slurm")
+    ex._submitted("extract", jobs, [["a"], ["b", "c"]], ex.resources("extract"))
+    assert said == [
+        f"extract: submitted SLURM job 3 (2 tasks for 3 jobs; 2 CPU, no GPU, 60 min); "
+        f"logs: {folder}/3_<task>_0_log.out"
+    ]
+    [array] = read_journal(folder, live=False)
+    assert (array.job, list(array.tasks), array.jobs) == ("3", ["3_0", "3_1"], 3)

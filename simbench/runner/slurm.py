@@ -439,7 +439,8 @@ class SlurmExecutor(Executor):
         array = tasks[0].split("_")[0]
         real = all(t == str(j.job_id) for t, j in zip(tasks, jobs, strict=True))
         pattern = f"{array}_<task>" if real else "<job>"
-        log = str(jobs[0].paths.stdout).replace(str(jobs[0].job_id), pattern)
+        out = Path(jobs[0].paths.stdout)
+        log = str(out.parent / out.name.replace(str(jobs[0].job_id), pattern, 1))
         self._journal(
             {
                 "event": "submitted",
