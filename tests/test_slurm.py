@@ -464,3 +464,17 @@ def test_submission_line_names_the_array_and_its_log_pattern(tmp_path):
     ]
     [array] = read_journal(folder, live=False)
     assert (array.job, list(array.tasks), array.jobs) == ("3", ["3_0", "3_1"], 3)
+
+
+def torch_threads(_x: int) -> int:
+    return torch.get_num_threads()
+
+
+def test_array_tasks_use_their_allocated_cores(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
+        assert slurm_mod.slurm_chunk(torch_threads, [0, 1]) == [3, 3]
+        assert TrainChunk(torch_threads)([0]) == [3]
+    finally:
+        torch.set_num_threads(before)

@@ -132,6 +132,18 @@ def stage_of(items: Sequence[Any]) -> str | None:
     return names.get(type(items[0]).__name__) if items else None
 
 
+def slurm_chunk(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+    """:func:`run_chunk` in an array task: torch uses the task's ``SLURM_CPUS_PER_TASK``
+    cores (its default, every core of the node, oversubscribes shared nodes); a job's own
+    ``threads`` still wins."""
+    n = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if n.isdigit() and int(n) > 0:
+        import torch
+
+        torch.set_num_threads(int(n))
+    return run_chunk(fn, items)
+
+
 class TrainChunk(Checkpointable):
     """The callable of a training task: ``run_chunk(fn, items)``. A submitit
     ``Checkpointable``: on preemption or at the time limit its checkpoint resubmits the same
@@ -148,7 +160,7 @@ class TrainChunk(Checkpointable):
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
             log.addHandler(handler)
             log.setLevel(logging.INFO)
-        return run_chunk(self.fn, items)
+        return slurm_chunk(self.fn, items)
 
 
 def _chunks(items: list[Any], per_task: int, max_tasks: int | None) -> list[list[Any]]:
@@ -324,7 +336,7 @@ class SlurmExecutor(Executor):
             return self._local_executor(res["cpus_per_task"]).map(fn, items, progress)
         chunks = _chunks(items, res["jobs_per_task"], res["max_tasks"])
         ex = self._executor(stage)
-        func = TrainChunk(fn) if stage == "train" else functools.partial(run_chunk, fn)
+        func = TrainChunk(fn) if stage == "train" else functools.partial(slurm_chunk, fn)
         jobs = ex.map_array(func, chunks)
         self._names = _task_names(jobs, self.cluster)
         self._submitted(stage, jobs, chunks, res)
