@@ -400,6 +400,7 @@ def test_a_requeued_task_is_waited_for_a_vanished_one_fails(tmp_path, monkeypatc
 
     monkeypatch.setattr(status_mod, "squeue_states", squeue)
     monkeypatch.setattr(slurm_mod, "_sleep", sleep)
+    monkeypatch.setattr(slurm_mod, "LOST_AFTER_S", 0.0)
     ex = SlurmExecutor(folder=str(tmp_path), cluster="slurm")
     ex._names = {}
     results: list = [None, None]

@@ -19,7 +19,8 @@ Every submission prints its job id, task count and log path, and is appended to 
 journal ``<folder>/simbench_jobs.jsonl`` that ``simbench status`` reads. Ctrl-C (or any
 error) while waiting cancels the submitted tasks that have not finished. A task is done
 when its submitit result file exists; one that leaves the queue (``squeue``) without a
-result fails after two polls (``sacct`` is used only where ``squeue`` is missing).
+result fails after two polls and a minute (``sacct`` is used only where ``squeue`` is
+missing).
 
 Run ``simbench run suite.yaml`` on a login node. The cache folder and ``folder`` must be
 on a file system every node mounts, and the nodes need the same simbench (and plugin
@@ -61,12 +62,16 @@ __all__ = [
     "SlurmExecutor",
     "StageResources",
     "TrainChunk",
+    "slurm_chunk",
     "stage_of",
 ]
 
 GPU_STAGES = ("train", "extract")
 SMALL_STAGES = ("align", "score")
 JOURNAL = "simbench_jobs.jsonl"
+#: a task out of the queue without a result file for two polls and this many seconds has
+#: failed (the delay covers result files that shared file systems show late)
+LOST_AFTER_S = 60.0
 
 #: sbatch options simbench (submitit) sets itself; ``additional_parameters`` may not
 _RESERVED = frozenset({"array", "output", "error", "open-mode", "signal", "job-name", "wrap"})
@@ -361,11 +366,12 @@ class SlurmExecutor(Executor):
         progress: Progress,
     ) -> None:
         """Collect finished tasks until none is pending; a task that left the SLURM queue
-        without a result (killed node, scancel from outside) fails after two polls."""
+        without a result (killed node, scancel from outside) fails after two polls and
+        :data:`LOST_AFTER_S` seconds."""
         from simbench.runner import slurm_status
 
         poll = self.poll_s or (15.0 if self.cluster == "slurm" else 0.5)
-        gone: dict[int, int] = {}
+        gone: dict[int, tuple[int, float]] = {}  # task -> (polls out of the queue, since)
         states: dict[str, str] | None = {}
         while pending:
             for i, job in list(pending.items()):
@@ -382,8 +388,10 @@ class SlurmExecutor(Executor):
                     if states is None or slurm_status.in_queue(states.get(job.job_id)):
                         gone.pop(i, None)
                         continue
-                    gone[i] = gone.get(i, 0) + 1
-                    if gone[i] >= 2 and not Path(job.paths.result_pickle).exists():
+                    n, since = gone.get(i, (0, time.monotonic()))
+                    gone[i] = (n + 1, since)
+                    late = n + 1 >= 2 and time.monotonic() - since >= LOST_AFTER_S
+                    if late and not Path(job.paths.result_pickle).exists():
                         err = RuntimeError(
                             f"SLURM job {job.job_id} left the queue without a result "
                             f"(log: {job.paths.stdout})"
