@@ -330,8 +330,10 @@ class SlurmExecutor(Executor):
         progress: Progress = None,
         stage: str | None = None,
     ) -> list[Any]:
-        """Submit the items as one job array; wait; results in order (exceptions for
-        failed tasks, e.g. a node that died or a timeout)."""
+        """Submit the items as one job array (``stage``: the runner stage, else inferred
+        from the items; its resources and batching); wait; results in order (exceptions
+        for failed tasks, e.g. a node that died or a timeout). An interrupt or error while
+        waiting cancels the unfinished tasks."""
         items = list(items)
         if not items:
             return []
@@ -344,11 +346,11 @@ class SlurmExecutor(Executor):
         func = TrainChunk(fn) if stage == "train" else functools.partial(slurm_chunk, fn)
         jobs = ex.map_array(func, chunks)
         self._names = _task_names(jobs, self.cluster)
-        self._submitted(stage, jobs, chunks, res)
         results: list[Any] = [None] * len(items)
         offsets = [sum(len(c) for c in chunks[:i]) for i in range(len(chunks))]
         pending = dict(enumerate(jobs))
         try:
+            self._submitted(stage, jobs, chunks, res)
             self._wait(pending, chunks, offsets, results, progress)
         except BaseException:
             self._cancel(list(pending.values()))
