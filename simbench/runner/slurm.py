@@ -449,10 +449,13 @@ class SlurmExecutor(Executor):
     def _journal(self, record: dict[str, Any]) -> None:
         """Append one event to ``<folder>/simbench_jobs.jsonl`` (one write per line)."""
         folder = Path(self.folder or "simbench-slurm")
-        folder.mkdir(parents=True, exist_ok=True)
         line = json.dumps({"time": time.time(), **record}, sort_keys=True) + "\n"
-        with open(folder / JOURNAL, "a", encoding="utf-8") as fh:
-            fh.write(line)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / JOURNAL, "a", encoding="utf-8") as fh:
+                fh.write(line)
+        except OSError as exc:  # bookkeeping only: the run goes on
+            self._say(f"warning: cannot write the job journal {folder / JOURNAL}: {exc}")
 
     def _submitted(
         self, stage: str | None, jobs: list[Any], chunks: list[list[Any]], res: dict[str, Any]
