@@ -59,8 +59,10 @@ fi
 say "$(slurmctld -V)"
 
 # -- configuration (private, loopback only) ------------------------------------------------
-mkdir -p "$WORK"/{etc,state,spool,log,run,munge}
-chmod 700 "$WORK/munge"
+# daemon state, sockets and pid files under a short path (Unix sockets: at most 108 bytes)
+SHORT=$(mktemp -d /tmp/sbslurm.XXXXXX)
+mkdir -p "$WORK"/{etc,log} "$SHORT"/{state,spool,run,munge}
+chmod 700 "$SHORT/munge"
 CPUS=$(getconf _NPROCESSORS_ONLN)  # (nproc follows OMP_NUM_THREADS)
 MEM_MB=$(awk '/MemTotal/ {print int($2 / 1024 * 0.8)}' /proc/meminfo)
 CONF="$WORK/etc/slurm.conf"
@@ -74,11 +76,11 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$WORK/munge/munge.sock
-StateSaveLocation=$WORK/state
-SlurmdSpoolDir=$WORK/spool/slurmd-%n
-SlurmctldPidFile=$WORK/run/slurmctld.pid
-SlurmdPidFile=$WORK/run/slurmd-%n.pid
+AuthInfo=socket=$SHORT/munge/munge.sock
+StateSaveLocation=$SHORT/state
+SlurmdSpoolDir=$SHORT/spool/%n
+SlurmctldPidFile=$SHORT/run/slurmctld.pid
+SlurmdPidFile=$SHORT/run/slurmd-%n.pid
 SlurmctldLogFile=$WORK/log/slurmctld.log
 SlurmdLogFile=$WORK/log/slurmd.log
 ProctrackType=proctrack/linuxproc
@@ -109,7 +111,7 @@ cleanup() {
     local rc=$?
     set +e
     if [ -n "${RUN_PID:-}" ] && kill -0 "$RUN_PID" 2>/dev/null; then kill "$RUN_PID"; fi
-    for f in "$WORK/run/slurmd-localhost.pid" "$WORK/run/slurmctld.pid" "$WORK/munge/munged.pid"; do
+    for f in "$SHORT/run/slurmd-localhost.pid" "$SHORT/run/slurmctld.pid" "$SHORT/munge/munged.pid"; do
         if [ -s "$f" ]; then
             pid=$(cat "$f")
             kill "$pid" 2>/dev/null && say "stopped pid $pid ($(basename "$f" .pid))" >&2
@@ -118,23 +120,24 @@ cleanup() {
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
     for _ in $(seq 50); do
         alive=0
-        for f in "$WORK/run/slurmd-localhost.pid" "$WORK/run/slurmctld.pid" "$WORK/munge/munged.pid"; do
+        for f in "$SHORT/run/slurmd-localhost.pid" "$SHORT/run/slurmctld.pid" "$SHORT/munge/munged.pid"; do
             [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1
         done
         [ "$alive" = 0 ] && break
         sleep 0.2
     done
+    [ "$alive" = 0 ] && rm -rf "$SHORT"
     exit "$rc"
 }
 trap cleanup EXIT INT TERM
 
-mungekey --create --keyfile="$WORK/munge/munge.key" --force >/dev/null 2>&1 \
-    || dd if=/dev/urandom of="$WORK/munge/munge.key" bs=1 count=1024 status=none
-chmod 400 "$WORK/munge/munge.key"
-munged --force --key-file="$WORK/munge/munge.key" --socket="$WORK/munge/munge.sock" \
-    --pid-file="$WORK/munge/munged.pid" --log-file="$WORK/munge/munged.log" \
-    --seed-file="$WORK/munge/munged.seed"
-say "munged started (pid $(cat "$WORK/munge/munged.pid"))"
+mungekey --create --keyfile="$SHORT/munge/munge.key" --force >/dev/null 2>&1 \
+    || dd if=/dev/urandom of="$SHORT/munge/munge.key" bs=1 count=1024 status=none
+chmod 400 "$SHORT/munge/munge.key"
+munged --force --key-file="$SHORT/munge/munge.key" --socket="$SHORT/munge/munge.sock" \
+    --pid-file="$SHORT/munge/munged.pid" --log-file="$WORK/log/munged.log" \
+    --seed-file="$SHORT/munge/munged.seed"
+say "munged started (pid $(cat "$SHORT/munge/munged.pid"))"
 slurmctld -f "$CONF"
 slurmd -f "$CONF" -N localhost
 for _ in $(seq 120); do
@@ -143,7 +146,7 @@ for _ in $(seq 120); do
     sleep 0.5
 done
 [ "$state" = idle ] || { tail -20 "$WORK/log/slurmctld.log" "$WORK/log/slurmd.log"; die "node not idle: '$state'"; }
-say "slurmctld (pid $(cat "$WORK/run/slurmctld.pid")) and slurmd (pid $(cat "$WORK/run/slurmd-localhost.pid")) up; sinfo:"
+say "slurmctld (pid $(cat "$SHORT/run/slurmctld.pid")) and slurmd (pid $(cat "$SHORT/run/slurmd-localhost.pid")) up; sinfo:"
 sinfo -N -o '%N %T %c %m %P'
 
 # -- the suite ----------------------------------------------------------------------------
@@ -180,7 +183,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.1f", b - a}'; }
 # 1. slurm, the training job requeued after its first epoch
 say "run 1: slurm executor, training requeued mid-run: simbench run $WORK/requeue/suite.yaml"
 t0=$(now)
-"$PY" -m simbench.cli run "$WORK/requeue/suite.yaml" --no-report >"$WORK/requeue.log" 2>&1 &
+timeout 600 "$PY" -m simbench.cli run "$WORK/requeue/suite.yaml" --no-report >"$WORK/requeue.log" 2>&1 &
 RUN_PID=$!
 requeued=""
 for _ in $(seq 600); do
@@ -208,7 +211,7 @@ wait "$RUN_PID" || rc=$?
 RUN_PID=""
 t_requeue=$(elapsed "$t0" "$(now)")
 cat "$WORK/requeue.log"
-[ "$rc" = 0 ] || die "run 1 failed (exit $rc); log: $WORK/requeue.log"
+[ "$rc" = 0 ] || { tail -20 "$WORK/log/slurmd.log"; die "run 1 failed (exit $rc; 124: over 10 minutes)"; }
 [ -n "$requeued" ] || die "the training job was never caught running after an epoch"
 say "training log of the requeued job $requeued:"
 cat "$WORK/requeue/out/cache/slurm/${requeued}_0_log.err"
@@ -218,13 +221,14 @@ grep -q "resuming after epoch" "$WORK/requeue/out/cache/slurm/${requeued}_0_log.
 # 2. local
 say "run 2: local executor: simbench run $WORK/local/suite.yaml"
 t0=$(now)
-"$PY" -m simbench.cli run "$WORK/local/suite.yaml" --no-report
+timeout 600 "$PY" -m simbench.cli run "$WORK/local/suite.yaml" --no-report
 t_local=$(elapsed "$t0" "$(now)")
 
 # 3. slurm, undisturbed
 say "run 3: slurm executor: simbench run $WORK/slurm/suite.yaml"
 t0=$(now)
-"$PY" -m simbench.cli run "$WORK/slurm/suite.yaml" --no-report
+timeout 600 "$PY" -m simbench.cli run "$WORK/slurm/suite.yaml" --no-report \
+    || { tail -20 "$WORK/log/slurmd.log"; die "run 3 failed"; }
 t_slurm=$(elapsed "$t0" "$(now)")
 say "simbench status $WORK/slurm/suite.yaml:"
 "$PY" -m simbench.cli status "$WORK/slurm/suite.yaml"
