@@ -23,6 +23,8 @@ METRIC_MODULES = (
     "simbench.metrics.neighbours",
     "simbench.metrics.predictivity",
     "simbench.metrics.dependence",
+    "simbench.metrics.riemannian",
+    "simbench.metrics.gaussian_shape",
 )
 ALIGNMENT_MODULES = (
     "simbench.alignments.basic",

@@ -290,7 +290,9 @@ def evaluate_with_uncertainty(metric: Any, X: Any, Y: Any, uncertainty: Any = Tr
     Xa, Ya = metric.validate(X, Y)
     full = metric.evaluate(Xa, Ya)
     analytic = metric.analytic_stderr(X, Y)
-    if metric.streaming and Xa.ndim == 2:
+    # Block moments hold (blocks + null pairings) (d_x + d_y)² floats: with more features
+    # than rows (flattened conv maps) re-scoring row subsets is cheaper in memory and time.
+    if metric.streaming and Xa.ndim == 2 and Xa.shape[1] + Ya.shape[1] <= Xa.shape[0]:
         bm = BlockMoments.from_data(
             Xa,
             Ya,

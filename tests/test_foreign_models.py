@@ -218,7 +218,7 @@ def test_runner_layer_matrix_scores_dft_for_every_layer_pair(tmp_path):
     # in the ResNet, so that (paired) extraction fails, and the matrix does not depend on it
     diag = res[res.alignment == "none"]
     assert set(diag.layer_a) == {"conv1", "fc"}
-    assert diag.error.str.contains("spatial sizes").all()
+    assert diag.error.str.contains("spatial sizes").all(), diag.error.tolist()
 
     # flattened features: the same cells, and the values simbench.compare gives
     flat = simbench.run(

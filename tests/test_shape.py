@@ -7,6 +7,7 @@ import pytest
 from scipy.linalg import orthogonal_procrustes
 
 import simbench
+from simbench.plugin import Invariance
 from tests._transforms import haar_orthogonal
 from tests.conftest import correlated_pair
 
@@ -56,7 +57,8 @@ def test_partial_whitening_golden(rng):
 
     def whiten(Z):
         Zc = Z - Z.mean(0)
-        lam, V = np.linalg.eigh(Zc.T @ Zc / len(Z))
+        C = Zc.T @ Zc
+        lam, V = np.linalg.eigh(C / (np.trace(C) / Z.shape[1]))  # mean variance 1
         return Zc @ (a * np.eye(Z.shape[1]) + (1 - a) * V @ np.diag(lam**-0.5) @ V.T)
 
     A, B = whiten(X), whiten(Y)
@@ -96,3 +98,73 @@ def test_n_below_d_matches_svd_to_1e10(rng):
     expected = np.arccos(np.linalg.svd(A.T @ B, compute_uv=False).sum())
     got = simbench.get_metric("procrustes_distance")(X, Y)
     assert got == pytest.approx(expected, rel=1e-10)
+
+
+# -- convention="netrep" (MATH.md: netrep's LinearMetric for 0 < α < 1) --------------------
+def _netrep_pair():
+    """Centred columns orthogonal: scatters diag(4, 1) and diag(1, 9), derived by hand."""
+    u1 = np.array([1.0, -1, 1, -1]) / 2
+    u2 = np.array([1.0, 1, -1, -1]) / 2
+    u3 = np.array([1.0, -1, -1, 1]) / 2
+    X = np.column_stack([2 * u1, u2]) + 5.0  # offsets: centring is part of the metric
+    Y = np.column_stack([u1, 3 * u3]) - 1.0
+    return X, Y
+
+
+def test_netrep_convention_golden_value():
+    X, Y = _netrep_pair()
+    # α = 1/2 on the unnormalised scatters: Mx = diag(1/2 + 1/4, 1/2 + 1/2), My = diag(1, 2/3)
+    # Xw = [1.5 u1, u2], Yw = [u1, 2 u3]: cos = 1.5 / sqrt(3.25 · 5)
+    expected = np.arccos(1.5 / np.sqrt(3.25 * 5.0))
+    got = simbench.get_metric("procrustes_distance", alpha=0.5, convention="netrep")(X, Y)
+    assert got == pytest.approx(expected, rel=1e-12)
+    # simbench's default whitens with S / (tr S / d) = diag(8, 2)/5 and diag(2, 18)/10:
+    # Mx = diag(1/2 + √5/(4√2), 1/2 + √5/(2√2)), My = diag(1/2 + √5/2, 1/2 + √5/6)
+    mx1, mx2 = 0.5 + np.sqrt(5) / (4 * np.sqrt(2)), 0.5 + np.sqrt(5) / (2 * np.sqrt(2))
+    my1, my2 = 0.5 + np.sqrt(5) / 2, 0.5 + np.sqrt(5) / 6
+    cos = 2 * mx1 * my1 / np.sqrt((4 * mx1**2 + mx2**2) * (my1**2 + 9 * my2**2))
+    default = simbench.get_metric("procrustes_distance", alpha=0.5)(X, Y)
+    assert default == pytest.approx(np.arccos(cos), rel=1e-12)
+    # the netrep value depends on the data's scale, simbench's does not
+    m = simbench.get_metric("procrustes_distance", alpha=0.5, convention="netrep")
+    assert abs(m(10 * X, Y) - got) > 1e-3
+    assert simbench.get_metric("procrustes_distance", alpha=0.5)(10 * X, Y) == pytest.approx(
+        default, rel=1e-12
+    )
+    assert Invariance.ISOTROPIC_SCALING not in m.claimed_invariances()
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.5, 0.8])
+def test_default_partial_whitening_is_scale_invariant(rng, alpha):
+    X, Y = correlated_pair(rng, dx=7, dy=5)
+    m = simbench.get_metric("procrustes_distance", alpha=alpha)
+    assert Invariance.ISOTROPIC_SCALING in m.claimed_invariances()
+    assert m(0.01 * X, 30 * Y) == pytest.approx(m(X, Y), rel=1e-10)
+
+
+def test_netrep_convention_alpha_ends_equal_default(rng):
+    X, Y = correlated_pair(rng, dx=9, dy=7)
+    for a in (0.0, 1.0):
+        ref = simbench.get_metric("procrustes_distance", alpha=a)(X, Y)
+        got = simbench.get_metric("procrustes_distance", alpha=a, convention="netrep")(X, Y)
+        assert got == pytest.approx(ref, rel=1e-9)
+
+
+def test_netrep_convention_regularises_rank_deficient_input(rng):
+    X = rng.normal(size=(30, 50))  # n < d: singular scatter, clipped at 1e-7 as netrep does
+    Y = X[:, :20] @ rng.normal(size=(20, 40)) + 0.3 * rng.normal(size=(30, 40))
+    got = simbench.get_metric("procrustes_distance", alpha=0.3, convention="netrep")(X, Y)
+    assert 0.0 < got < np.pi / 2
+    with pytest.raises(ValueError, match="singular"):
+        simbench.get_metric("procrustes_distance", alpha=0.3)(X, Y)
+
+
+@pytest.mark.parametrize(("n", "dx", "dy"), [(200, 10, 7), (30, 50, 40)])
+@pytest.mark.parametrize("alpha", [0.3, 0.7])
+def test_netrep_convention_matches_netrep(rng, n, dx, dy, alpha):
+    netrep = pytest.importorskip("netrep.metrics", reason="netrep not importable")
+    X, Y = correlated_pair(rng, n=n, dx=dx, dy=dy)
+    X, Y = X + 1.0, Y - 2.0
+    ref = netrep.LinearMetric(alpha=alpha).fit_score(X, Y)
+    got = simbench.get_metric("procrustes_distance", alpha=alpha, convention="netrep")(X, Y)
+    assert got == pytest.approx(ref, rel=1e-10, abs=1e-10)

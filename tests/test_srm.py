@@ -475,3 +475,23 @@ def test_prob_srm_noise_free_and_streaming(rng):
 def test_prob_srm_rejects_constant_data():
     with pytest.raises(ValueError, match="constant"):
         ProbabilisticSRM().fit(np.ones((20, 3)), np.ones((20, 3)))
+
+
+@pytest.mark.parametrize("init", ["pca", "random"])
+def test_sample_space_iterations_equal_feature_space(init):
+    # n < D: iterated on the n×n Grams (Mᵀ K_i M)^{-1/2}; same iterates as on C = ZᵀZ
+    from simbench.alignments.srm import CrossProduct, solve_srm
+
+    rng = np.random.default_rng(5)
+    S = rng.normal(size=(40, 6))
+    Xs = [S @ rng.normal(size=(6, d)) + 0.3 * rng.normal(size=(40, d)) for d in (90, 70, 80)]
+    Z = np.hstack([X - X.mean(0) for X in Xs])
+    dims = [90, 70, 80]
+    fast = solve_srm(CrossProduct(Z=Z), dims, 6, max_iter=30, tol=1e-9, init=init, seed=1)
+    slow = solve_srm(CrossProduct(Z.T @ Z), dims, 6, max_iter=30, tol=1e-9, init=init, seed=1)
+    assert fast.n_iter == slow.n_iter > 1
+    np.testing.assert_allclose(fast.objective, slow.objective, rtol=1e-10)
+    # the eigenvectors' signs of the PCA start differ between the two routes: compare the
+    # maps T_ij = W_i W_jᵀ, which a common rotation of the shared space leaves unchanged
+    for i, j in ((0, 1), (1, 2), (0, 2)):
+        np.testing.assert_allclose(fast.W[i] @ fast.W[j].T, slow.W[i] @ slow.W[j].T, atol=1e-9)

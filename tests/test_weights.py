@@ -658,3 +658,21 @@ def test_orthogonal_input_map_changes_similarity_but_not_effective_rank(planted)
     )
     er = simbench.get_metric("effective_rank")
     assert er(W1, W3) == pytest.approx(er(W1, W2), rel=1e-10)
+
+
+@pytest.mark.parametrize(("n1", "n2", "d"), [(300, 200, 40), (30, 25, 60), (300, 20, 40)])
+def test_unshrunk_bures_cosine_factor_route_equals_eigen_route(n1, n2, d):
+    # shrinkage="none" on arrays takes Cholesky/Wᵀ factors (no eigh): same value and ranks
+    from simbench.numerics.covariance import WeightCovariance, bures_cosine
+
+    rng = np.random.default_rng(n1 + d)
+    mix = np.eye(d) + 0.3 * rng.normal(size=(d, d))
+    A, B = rng.normal(size=(n1, d)) @ mix, rng.normal(size=(n2, d)) @ mix
+    A_def = A.copy()
+    A_def[:, 1] = A_def[:, 0]  # rank-deficient when n1 >= d: the eigen route is used
+    for X in (A, A_def):
+        got = simbench.get_metric("bures_cosine", shrinkage="none").evaluate(X, B)
+        c1 = WeightCovariance.from_weight(X, shrinkage="none")
+        c2 = WeightCovariance.from_weight(B, shrinkage="none")
+        assert got.value == pytest.approx(bures_cosine(c1, c2), rel=1e-12)
+        assert (got.details["rank_x"], got.details["rank_y"]) == (c1.rank, c2.rank)

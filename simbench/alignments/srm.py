@@ -109,12 +109,14 @@ class CrossProduct:
         Zb = self.Z[:, b]
         return float(np.vdot(Zb, Zb))
 
-    def top_eigvecs(self, k: int) -> np.ndarray:
-        """The ``k`` leading eigenvectors of ``C`` ``(D, k)``, by decreasing eigenvalue."""
+    def top_eigvecs(self, k: int, gram: np.ndarray | None = None) -> np.ndarray:
+        """The ``k`` leading eigenvectors of ``C`` ``(D, k)``, by decreasing eigenvalue
+        (``gram``: ``Z Zᵀ`` when the caller already has it)."""
         if self.Z is not None:
             Z, n = self.Z, self.Z.shape[0]
             if 4 * k <= n:  # a few leading directions: from the (n, n) Gram, O(n² D)
-                w, U = scipy.linalg.eigh(Z @ Z.T, subset_by_index=[n - k, n - 1])
+                G = Z @ Z.T if gram is None else gram
+                w, U = scipy.linalg.eigh(G, subset_by_index=[n - k, n - 1])
                 # V = Zᵀ U Λ^(-1/2) is exact while every kept eigenvalue stands clear of
                 # rounding; otherwise (rank below k) fall through to the SVD
                 if w[0] > n * np.finfo(float).eps * w[-1]:
@@ -151,11 +153,17 @@ def _check_blocks(
 
 
 def _initial_maps(
-    C: CrossProduct, dims: list[int], blocks: list[slice], k: int, init: str, seed: int
+    C: CrossProduct,
+    dims: list[int],
+    blocks: list[slice],
+    k: int,
+    init: str,
+    seed: int,
+    gram: np.ndarray | None = None,
 ) -> np.ndarray:
     """Stacked initial ``W_i`` (module docstring: ``pca`` or ``random``)."""
     if init == "pca":
-        V = C.top_eigvecs(k)
+        V = C.top_eigvecs(k, gram)
         return np.vstack([polar(V[b]) for b in blocks])
     if init == "random":
         rng = np.random.default_rng(seed)
@@ -185,6 +193,12 @@ def solve_srm(
     """
     C = _as_cross(C)
     dims, blocks, k = _check_blocks(C, dims, k)
+    if init not in ("pca", "random"):
+        raise ValueError(f"init must be 'pca' or 'random'; got {init!r}")
+    if C.Z is not None and _sample_space_pays(C.Z.shape[0], dims, k, max_iter, init):
+        sol = _solve_srm_sample_space(C, dims, blocks, k, max_iter, tol, init, seed)
+        if sol is not None:
+            return sol
     N = len(dims)
     W = _initial_maps(C, dims, blocks, k, init, seed)
 
@@ -210,6 +224,83 @@ def solve_srm(
             converged = True
             break
     return SRMSolution([W[b].copy() for b in blocks], history, n_iter, converged)
+
+
+#: the sample-space iteration needs every ``G_iᵀG_i`` this well conditioned (its
+#: inverse square root then loses < ~1e-12 relative against the SVD polar factor)
+_SAMPLE_SPACE_MIN_RCOND = 1e-8
+
+
+def _sample_space_pays(n: int, dims: list[int], k: int, max_iter: int, init: str) -> bool:
+    """Whether iterating in sample space costs less (flop count) than in feature space.
+
+    Per iteration ``N n² k`` against ``2 n D k``; the Grams ``K_i`` (``n² D`` in all) come
+    free with the PCA initialisation, which needs their sum, and are paid for otherwise.
+    """
+    N, D = len(dims), sum(dims)
+    grams = 0 if init == "pca" else n * n * D
+    return grams + max_iter * N * n * n * k < max_iter * 2 * n * D * k
+
+
+def _solve_srm_sample_space(
+    C: CrossProduct,
+    dims: list[int],
+    blocks: list[slice],
+    k: int,
+    max_iter: int,
+    tol: float,
+    init: str,
+    seed: int,
+) -> SRMSolution | None:
+    """:func:`solve_srm` with fewer samples than features, iterated in sample space.
+
+    With ``M = Z W`` ``(n, k)`` and the per-network Grams ``K_i = X_i X_iᵀ`` ``(n, n)``,
+    block ``i`` of ``C W`` is ``G_i = X_iᵀ M`` and, when it has full column rank,
+    ``polar(G_i) = G_i (G_iᵀG_i)^{−1/2}`` with ``G_iᵀG_i = Mᵀ K_i M``. The update
+    ``W_i ← polar(G_i)`` is then ``M ← Σ_i K_i M P_i`` with ``P_i = (Mᵀ K_i M)^{−1/2}``,
+    and the objective ``tr C − ‖M‖²/N``: ``O(N n² k)`` per iteration instead of
+    ``O(n D k)`` (the ``K_i`` sum to the Gram the PCA initialisation needs anyway), and
+    the maps ``W_i = X_iᵀ M P_i`` are formed once at the end. The same iterates as the
+    feature-space loop, to rounding; ``None`` (use that loop) when some ``G_iᵀG_i`` is
+    too ill-conditioned for the inverse square root.
+    """
+    Z = C.Z
+    Xs = [np.ascontiguousarray(Z[:, b]) for b in blocks]
+    K = [X @ X.T for X in Xs]
+    N = len(Xs)
+    W0 = _initial_maps(C, dims, blocks, k, init, seed, gram=sum(K[1:], K[0].copy()))
+    M = sum(X @ W0[b] for X, b in zip(Xs, blocks, strict=True))
+    total = C.block_trace()
+    f = total - float(np.vdot(M, M)) / N
+    history = [max(f, 0.0)]
+    converged, n_iter = False, 0
+    source: tuple[np.ndarray, list[np.ndarray]] | None = None  # (M, P_i) of the last update
+    for _ in range(max_iter):
+        KM = [Ki @ M for Ki in K]
+        P = []
+        for A in KM:
+            lam, Q = np.linalg.eigh(M.T @ A)  # G_iᵀ G_i
+            if lam[0] <= _SAMPLE_SPACE_MIN_RCOND * lam[-1]:
+                return None
+            P.append((Q / np.sqrt(lam)) @ Q.T)
+        M_new = sum(A @ Pi for A, Pi in zip(KM, P, strict=True))
+        f_new = total - float(np.vdot(M_new, M_new)) / N
+        if f_new > f:  # only rounding can raise it: we are at the floor
+            converged = True
+            break
+        decrease = f - f_new
+        source, M, f = (M, P), M_new, f_new
+        history.append(max(f, 0.0))
+        n_iter += 1
+        if decrease <= tol * total:
+            converged = True
+            break
+    if source is None:
+        W = [W0[b].copy() for b in blocks]
+    else:
+        M_src, P = source
+        W = [X.T @ (M_src @ Pi) for X, Pi in zip(Xs, P, strict=True)]
+    return SRMSolution(W, history, n_iter, converged)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from simbench.numerics.covariance import (
     _get_shrinker,
     _haar_core,
     bures_cosine,
+    bures_cosine_unshrunk,
     eigenvector_similarity,
     normalized_bures,
 )
@@ -185,6 +186,16 @@ class BuresCosine(_WeightMetric):
         shrinkage: str = "gm",
     ):
         self._set_common(init_var, shrinkage)
+
+    def _compute(self, X: Any, Y: Any) -> Score | float:
+        if self.shrinkage == "none" and not any(
+            isinstance(A, (WeightCovariance, Moments)) for A in (X, Y)
+        ):
+            # no shrinkage: factors of the covariances suffice, no eigendecomposition
+            fast = bures_cosine_unshrunk(X, Y)
+            if fast is not None:
+                return Score(fast[0], None, {"rank_x": fast[1], "rank_y": fast[2]})
+        return super()._compute(X, Y)
 
     def _compare(self, C1: WeightCovariance, C2: WeightCovariance) -> Score:
         return Score(bures_cosine(C1, C2), None, {"rank_x": C1.rank, "rank_y": C2.rank})

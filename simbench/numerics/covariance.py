@@ -141,6 +141,17 @@ def _kept_eig(
     tridiagonalisation instead of two) and ``lam`` holds only those.
     """
     p = G.shape[0]
+    from simbench.shrinkage import NoShrinkage
+
+    if type(shrinker) is NoShrinkage:
+        # every eigenpair above the rank tolerance is kept, so all the vectors are needed:
+        # one eigh gives values and vectors (eigvalsh first would tridiagonalise twice)
+        ev, U = np.linalg.eigh(G)
+        lam, U = ev[::-1].copy(), U[:, ::-1]
+        lam[lam <= tol_dim * _EPS * max(lam[0] if p else 0.0, 0.0)] = 0.0
+        s_all = _shrink(shrinker, lam, gamma)
+        m = int(np.count_nonzero((s_all > 0) & (lam > 0)))  # a prefix: lam is descending
+        return lam, s_all[:m], lam[:m], U[:, :m]
     cut = None if full_spectrum else _zero_below(shrinker, gamma)
     if cut is not None:
         w, U = sla.eigh(G, subset_by_value=(cut, np.inf), driver="evr")
@@ -180,13 +191,21 @@ def _weight_matrix(W: ArrayLike, name: str) -> np.ndarray:
         )
     if min(arr.shape) == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape})")
-    arr = arr.reshape(arr.shape[0], -1)  # PyTorch memory order: (C_in, kh, kw) flattened
-    if not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf).")
-    if not np.any(arr):
+    return arr.reshape(arr.shape[0], -1)  # PyTorch memory order: (C_in, kh, kw) flattened
+
+
+def _check_gram(G: np.ndarray, A: np.ndarray, name: str) -> None:
+    """Input checks read off the Gram ``AᵀA`` or ``AAᵀ`` instead of extra passes over ``A``:
+    its trace is NaN/inf iff ``A`` has a non-finite entry (or squares overflow), 0 iff
+    ``A`` is all zeros."""
+    tr = float(np.trace(G))
+    if not math.isfinite(tr):
+        bad = int((~np.isfinite(A)).sum())
+        if bad:
+            raise ValueError(f"{name} contains {bad} non-finite value(s) (NaN or inf).")
+        raise ValueError(f"{name} is too large: its squared entries overflow float64")
+    if tr == 0.0:
         raise ValueError(f"{name} is all zeros: its covariance has no eigen-directions")
-    return arr
 
 
 # -- the normalised covariance ----------------------------------------------------------
@@ -251,13 +270,20 @@ class WeightCovariance:
         if not (np.isfinite(init_var) and init_var > 0):
             raise ValueError(f"init_var must be a positive finite variance; got {init_var}")
         name, shrinker = _get_shrinker(shrinkage)
-        A = A / math.sqrt(n * init_var)  # C = AᵀA
+        # C = AᵀA with A = W/√(n σ²): the scale goes on the small Gram, not on a copy of W
+        c = 1.0 / (n * init_var)
         gamma = d / n
         if n < d:
-            lam, s, w, U = _kept_eig(A @ A.T, shrinker, gamma, max(n, d))
-            V = (A.T @ U) / np.sqrt(w)  # right singular vectors v = Aᵀu/σ
+            G = A @ A.T
+            _check_gram(G, A, "W")
+            G *= c
+            lam, s, w, U = _kept_eig(G, shrinker, gamma, max(n, d))
+            V = (A.T @ U) * (math.sqrt(c) / np.sqrt(w))  # right singular vectors v = Aᵀu/σ
         else:
-            lam, s, _, V = _kept_eig(A.T @ A, shrinker, gamma, max(n, d))
+            G = A.T @ A
+            _check_gram(G, A, "W")
+            G *= c
+            lam, s, _, V = _kept_eig(G, shrinker, gamma, max(n, d))
         return cls(s, V, n, d, name, lam[: min(n, d)], init_var, shrinker)
 
     @classmethod
@@ -307,6 +333,53 @@ class WeightCovariance:
     def dense(self) -> np.ndarray:
         """The ``d × d`` matrix ``V diag(s) Vᵀ`` (for small ``d`` and tests only)."""
         return (self.V * self.s) @ self.V.T
+
+
+def _factor(A: np.ndarray, name: str) -> tuple[np.ndarray, str] | None:
+    """A factor ``F`` with ``AᵀA = F Fᵀ`` and how it multiplies: the Cholesky factor ``L``
+    of ``AᵀA`` (``"L"``, ``d × d``) when ``n ≥ d``, else ``Aᵀ`` itself (``"At"``).
+
+    ``None`` when ``A`` is not clearly of full rank (a Cholesky pivot within 1e6 times the
+    rank tolerance of the eigen route, or a pivot ratio below 1e-6): then the caller
+    falls back to the eigendecomposition, whose rank cut it must reproduce.
+    """
+    n, d = A.shape
+    G = A.T @ A if n >= d else A @ A.T
+    _check_gram(G, A, name)
+    top = float(np.max(np.diag(G)))
+    try:
+        L = sla.cholesky(G, lower=True, overwrite_a=True, check_finite=False)
+    except np.linalg.LinAlgError:
+        return None
+    piv = np.diag(L) ** 2
+    if piv.min() <= 1e6 * max(n, d) * _EPS * top or piv.min() < 1e-6 * piv.max():
+        return None
+    return (L, "L") if n >= d else (A, "At")
+
+
+def bures_cosine_unshrunk(W1: ArrayLike, W2: ArrayLike) -> tuple[float, int, int] | None:
+    """GM eq. 5 without shrinkage, from factors instead of eigendecompositions.
+
+    For any ``F_i`` with ``C_i ∝ F_i F_iᵀ``, ``C_i^½ = F_i Q_i`` for an orthogonal
+    ``Q_i``, so ``||C1^½ C2^½||_* = ||F1ᵀ F2||_*``: the Cholesky factor of the ``d × d``
+    Gram when ``n_out ≥ d_in`` (``d³/3`` instead of an eigendecomposition) and ``Wᵀ``
+    itself otherwise (no decomposition but the final SVD). Returns
+    ``(cos, rank_1, rank_2)``, or ``None`` when a side is not clearly of full rank (the
+    caller then uses :func:`bures_cosine` on the eigendecompositions).
+    """
+    A1, A2 = _weight_matrix(W1, "X"), _weight_matrix(W2, "Y")
+    if A1.shape[1] != A2.shape[1]:
+        return None  # the caller's own path raises the documented error
+    f1, f2 = _factor(A1, "X"), _factor(A2, "Y")
+    if f1 is None or f2 is None:
+        return None
+    (F1, k1), (F2, k2) = f1, f2
+    # F1ᵀ F2 with F = L (d × d) or F = Aᵀ (d × n):
+    left = F1.T if k1 == "L" else F1  # F1ᵀ
+    right = F2 if k2 == "L" else F2.T  # F2
+    nuc = _nuclear(left @ right)
+    tr1, tr2 = float(np.vdot(A1, A1)), float(np.vdot(A2, A2))
+    return nuc / math.sqrt(tr1 * tr2), min(A1.shape), min(A2.shape)
 
 
 def _check_cov(C: Any, name: str) -> WeightCovariance:
