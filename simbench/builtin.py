@@ -38,7 +38,7 @@ ARCHITECTURE_MODULES = (
     "simbench.models.torchvision_models",
     "simbench.models.foreign",
 )
-EXECUTOR_MODULES = ("simbench.runner.executors",)
+EXECUTOR_MODULES = ("simbench.runner.executors", "simbench.runner.slurm")
 DATASET_MODULES = (
     "simbench.data.embedded",
     "simbench.data.torchvision_sets",

@@ -1,4 +1,4 @@
-"""The ``simbench`` command line: run, train, compare, report, list."""
+"""The ``simbench`` command line: run, train, compare, report, status, list."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ SUBCOMMAND_MODULES = (
     "simbench.train.cli",  # simbench train
     "simbench.compare_cli",  # simbench compare
     "simbench.report",  # simbench report
+    "simbench.runner.status_cli",  # simbench status
 )
 
 

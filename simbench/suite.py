@@ -1084,6 +1084,10 @@ def parse_suite(
     ]
     if suite.probe.seed is None:
         update["probe"] = suite.probe.model_copy(update={"seed": suite.seed})
+    ex_folder = suite.executor.params.get("folder")  # e.g. the slurm executor's log folder
+    if isinstance(ex_folder, str):
+        params = {**suite.executor.params, "folder": str(_resolve_path(ex_folder, base))}
+        update["executor"] = suite.executor.model_copy(update={"params": params})
     suite = suite.model_copy(update=update)
     suite._file = file
     suite._models = {m.id: m for m in models}

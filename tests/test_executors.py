@@ -13,7 +13,8 @@ import pytest
 from simbench.registry import default_registry
 from simbench.runner.base import Executor
 from simbench.runner.driver import run_suite
-from simbench.runner.executors import LocalExecutor, SlurmExecutor, run_chunk
+from simbench.runner.executors import LocalExecutor, run_chunk
+from simbench.runner.slurm import SlurmExecutor
 from tests.test_runner import TINY, shared_models, write_suite
 
 # ----------------------------------------------------------------------------- job functions
@@ -192,7 +193,7 @@ def test_slurm_sbatch_script_for_a_real_cluster(tmp_path, monkeypatch):
         "#SBATCH --cpus-per-task=8",
         "#SBATCH --gpus-per-node=1",
         "#SBATCH --mem=32GB",
-        "#SBATCH --job-name=simbench",
+        "#SBATCH --job-name=simbench-train",
         f"#SBATCH --output={tmp_path}/%j_0_log.out",
         "source /shared/venv/bin/activate",
     ):

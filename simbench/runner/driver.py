@@ -161,6 +161,8 @@ def run_suite(
     executor = executor or make_executor(suite.executor_ref())
     if hasattr(executor, "bind"):
         executor.bind(plan.cache.root)
+    if hasattr(executor, "echo"):  # the slurm executor prints job ids and log paths
+        executor.echo = say
     summary = RunSummary(plan, sched)
     say(
         f"suite {suite.name}: {len(plan.models)} models, {len(plan.pairs)} pairs, "

@@ -1,41 +1,20 @@
-"""Built-in executors: ``local`` (a process pool; one training job per GPU) and ``slurm``
-(submitit job arrays). Both follow :class:`simbench.runner.base.Executor`: ``map(fn,
-items)`` returns one result per item, in order, an ``Exception`` instance for a job that
-failed. They also accept ``progress=callback`` (called with 1 after each finished job),
-and ``map_training`` runs training jobs (one per GPU, or one at a time with every core).
+"""Built-in executor ``local`` (a process pool; one training job per GPU) and the helpers
+the ``slurm`` executor (:mod:`simbench.runner.slurm`) shares with it. Executors follow
+:class:`simbench.runner.base.Executor`: ``map(fn, items)`` returns one result per item, in
+order, an ``Exception`` instance for a job that failed. They also accept
+``progress=callback`` (called with 1 after each finished job), and ``map_training`` runs
+training jobs (one per GPU, or one at a time with every core).
 
 Jobs write their outputs into the suite's cache folder themselves (atomically), so the
-only thing that travels back is a small summary; on SLURM the cache folder (and the
-submitit ``folder``) must be on a file system every node sees. A suite for a real
-cluster (run ``simbench run suite.yaml`` on a login node; it submits one job array per
-stage and waits; killed and started again, it resubmits only what is missing)::
-
-    cache: /shared/simbench/cache            # every node mounts it
-    executor:
-      name: slurm
-      params:
-        folder: /shared/simbench/submitit    # logs and pickles (default: <cache>/slurm)
-        partition: gpu
-        time_min: 240                        # per array task
-        cpus_per_task: 8
-        gpus_per_node: 1                     # training and extraction use it
-        mem_gb: 32
-        array_parallelism: 32                # tasks running at once
-        max_tasks: 256                       # group small jobs (score cells) into tasks
-        setup: ["source /shared/venvs/simbench/bin/activate"]
-
-The nodes need the same simbench (and plugin packages) as the login node: submitit
-pickles the job function by reference.
+only thing that travels back is a small summary.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
@@ -45,7 +24,7 @@ from simbench.runner.supervise import Limits, SupervisedPool
 
 Progress = Callable[[int], None] | None
 
-__all__ = ["LocalExecutor", "SlurmExecutor", "run_chunk"]
+__all__ = ["LocalExecutor", "run_chunk"]
 
 
 def _call(fn: Callable[[Any], Any], item: Any) -> Any:
@@ -221,103 +200,3 @@ class LocalExecutor(Executor):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._pools = {}
-
-
-class SlurmExecutor(Executor):
-    """SLURM job arrays through submitit (``cluster="local"``/``"debug"``: submitit's local
-    backend / in-process debug mode, for tests and laptops).
-
-    ``folder``: submitit's log and pickle folder, on a file system the nodes share
-    (default: ``<cache>/slurm``); ``partition``, ``time_min``, ``cpus_per_task``,
-    ``gpus_per_node``, ``mem_gb``: per-task resources; ``array_parallelism``: tasks
-    running at once; ``max_tasks``: at most this many array tasks per stage (jobs are
-    grouped into chunks; ``None``: one task per job); ``setup``: shell lines run before
-    each task (e.g. ``module load cuda``, ``source venv/bin/activate``); ``poll_s``:
-    seconds between status polls (default 15 on SLURM, 0.5 otherwise).
-    """
-
-    name = "slurm"
-
-    def __init__(
-        self,
-        folder: str | None = None,
-        partition: str | None = None,
-        time_min: Annotated[int, Field(ge=1)] = 60,
-        cpus_per_task: Annotated[int, Field(ge=1)] = 2,
-        gpus_per_node: Annotated[int, Field(ge=0)] = 0,
-        mem_gb: Annotated[float, Field(gt=0)] = 8.0,
-        array_parallelism: Annotated[int, Field(ge=1)] = 64,
-        max_tasks: Annotated[int, Field(ge=1)] | None = None,
-        setup: list[str] | None = None,
-        poll_s: Annotated[float, Field(gt=0)] | None = None,
-        cluster: Literal["slurm", "local", "debug"] = "slurm",
-    ) -> None:
-        self.folder = folder
-        self.partition = partition
-        self.time_min = time_min
-        self.cpus_per_task = cpus_per_task
-        self.gpus_per_node = gpus_per_node
-        self.mem_gb = mem_gb
-        self.array_parallelism = array_parallelism
-        self.max_tasks = max_tasks
-        self.setup = setup
-        self.poll_s = poll_s
-        self.cluster = cluster
-
-    def bind(self, cache_root: str | os.PathLike) -> None:
-        """Default the submitit folder to ``<cache>/slurm`` (called by the runner)."""
-        if self.folder is None:
-            self.folder = str(Path(cache_root) / "slurm")
-
-    def _executor(self) -> Any:
-        import submitit
-
-        folder = Path(self.folder or "simbench-slurm")
-        ex = submitit.AutoExecutor(folder=folder, cluster=self.cluster)
-        params: dict[str, Any] = {
-            "name": "simbench",
-            "timeout_min": self.time_min,
-            "cpus_per_task": self.cpus_per_task,
-            "mem_gb": self.mem_gb,
-            "slurm_array_parallelism": self.array_parallelism,
-        }
-        if self.gpus_per_node:
-            params["gpus_per_node"] = self.gpus_per_node
-        if self.partition:
-            params["slurm_partition"] = self.partition
-        if self.setup:
-            params["slurm_setup"] = list(self.setup)
-        ex.update_parameters(**params)
-        return ex
-
-    def map(
-        self, fn: Callable[[Any], Any], items: Sequence[Any], progress: Progress = None
-    ) -> list[Any]:
-        """Submit the items as one job array; wait; results in order (exceptions for
-        failed tasks, e.g. a node that died or a timeout)."""
-        items = list(items)
-        if not items:
-            return []
-        import submitit
-
-        tasks = self.max_tasks or len(items)
-        size = -(-len(items) // tasks)
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        ex = self._executor()
-        jobs = ex.map_array(functools.partial(run_chunk, fn), chunks)
-        index = {id(job): i for i, job in enumerate(jobs)}
-        results: list[Any] = [None] * len(items)
-        poll = self.poll_s or (15.0 if self.cluster == "slurm" else 0.5)
-        for job in submitit.helpers.as_completed(jobs, poll_frequency=poll):
-            i = index[id(job)]
-            try:
-                got = job.result()
-            except Exception as exc:  # the whole task failed (killed, timed out...)
-                got = [exc] * len(chunks[i])
-            for j, r in enumerate(got):
-                results[i * size + j] = r
-            if progress is not None:
-                progress(len(chunks[i]))
-        return results
-
-    map_training = map
