@@ -80,6 +80,12 @@ def _check_definite(G: np.ndarray, name: str) -> None:
 def spd_distance(A: np.ndarray, B: np.ndarray) -> float:
     """Affine-invariant distance ``sqrt(Σ log² λ(A⁻¹B))`` between SPD matrices."""
     lam = scipy.linalg.eigh(B, A, eigvals_only=True)
+    if not lam[0] > 0.0:  # ascending; passed the pivot check, lost in the eigensolver
+        raise ValueError(
+            "riemannian_distance: a generalized eigenvalue came out non-positive "
+            f"({lam[0]:.3g}): the second-moment matrices are too ill-conditioned for "
+            "float64 (features on very different scales); use ridge > 0"
+        )
     return float(np.sqrt(np.sum(np.log(lam) ** 2)))
 
 
