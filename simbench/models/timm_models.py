@@ -75,7 +75,65 @@ def _comparable(module: nn.Module) -> str | None:
     return None
 
 
-class TimmArchitecture(Architecture):
+class ModuleLayers:
+    """Layers and init variances of a library model (``timm:``, ``torchvision:``): every
+    ungrouped ``Conv2d`` and every ``Linear`` by dotted path, its init recognised on a fresh
+    seed-0 copy built by the plugin's ``_create(num_classes)``. A plugin provides
+    ``_create``, ``_num_classes(model)``, ``model_name`` and ``library`` (for messages)."""
+
+    library: str = ""
+    model_name: str
+    _init_cache: dict[int, dict[str, tuple[str, float]]]
+
+    def init_report(self, model: nn.Module) -> dict[str, tuple[str, float]]:
+        """``{module path: (init label, variance)}`` for every comparable layer of ``model``.
+
+        Computed once per number of classes on a fresh seed-0 model (the init of a trained
+        or loaded model cannot be read off its weights).
+        """
+        import torch
+
+        n = self._num_classes(model)  # type: ignore[attr-defined]
+        if n not in self._init_cache:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                ref = self._create(n)  # type: ignore[attr-defined]
+            self._init_cache[n] = {
+                name: detect_init_variance(m.weight)
+                for name, m in ref.named_modules()
+                if _comparable(m) is not None
+            }
+        return self._init_cache[n]
+
+    def layers(self, model: nn.Module) -> list[LayerSpec]:
+        """Every ungrouped ``Conv2d`` and ``Linear`` as a :class:`LayerSpec` named by its
+        dotted path (input module = weight module = itself), in module order."""
+        inits = self.init_report(model)
+        specs = []
+        for name, m in model.named_modules():
+            kind = _comparable(m)
+            if kind is None:
+                continue
+            if name not in inits:
+                raise ValueError(
+                    f"module {name!r} is not in a fresh {self.library}{self.model_name!r}; "
+                    "layers() needs a model built by this plugin"
+                )
+            specs.append(
+                LayerSpec(
+                    name=name,
+                    input_module=name,
+                    weight_module=name,
+                    init_variance=inits[name][1],
+                    weight_shape=tuple(m.weight.shape),
+                    kind=kind,
+                    frozen=not m.weight.requires_grad,
+                )
+            )
+        return specs
+
+
+class TimmArchitecture(ModuleLayers, Architecture):
     """A timm model by name (``timm:resnet18``), random init or a local weights file.
 
     Parameters: ``model_name`` (any name of ``timm.list_models()``), ``weights`` (optional
@@ -97,6 +155,7 @@ class TimmArchitecture(Architecture):
 
     name = "timm"
     name_argument = "model_name"
+    library = ""
 
     def __init__(
         self,
@@ -185,54 +244,11 @@ class TimmArchitecture(Architecture):
             )
         model.load_state_dict(state, strict=False)
 
-    def init_report(self, model: nn.Module) -> dict[str, tuple[str, float]]:
-        """``{module path: (init label, variance)}`` for every comparable layer of ``model``.
-
-        Computed once per number of classes on a fresh seed-0 model (the init of a trained
-        or loaded model cannot be read off its weights).
-        """
-        import torch
-
+    def _num_classes(self, model: nn.Module) -> int:
         num_classes = getattr(model, "num_classes", None)
         if not isinstance(num_classes, int):
             raise ValueError(
                 f"cannot tell the number of classes of {type(model).__name__}; "
                 "layers() needs a model built by this plugin"
             )
-        if num_classes not in self._init_cache:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                ref = self._create(num_classes)
-            self._init_cache[num_classes] = {
-                name: detect_init_variance(m.weight)
-                for name, m in ref.named_modules()
-                if _comparable(m) is not None
-            }
-        return self._init_cache[num_classes]
-
-    def layers(self, model: nn.Module) -> list[LayerSpec]:
-        """Every ungrouped ``Conv2d`` and ``Linear`` as a :class:`LayerSpec` named by its
-        dotted path (input module = weight module = itself), in module order."""
-        inits = self.init_report(model)
-        specs = []
-        for name, m in model.named_modules():
-            kind = _comparable(m)
-            if kind is None:
-                continue
-            if name not in inits:
-                raise ValueError(
-                    f"module {name!r} is not in a fresh {self.model_name!r}; layers() needs a "
-                    "model built by this plugin"
-                )
-            specs.append(
-                LayerSpec(
-                    name=name,
-                    input_module=name,
-                    weight_module=name,
-                    init_variance=inits[name][1],
-                    weight_shape=tuple(m.weight.shape),
-                    kind=kind,
-                    frozen=not m.weight.requires_grad,
-                )
-            )
-        return specs
+        return num_classes

@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any
 
-from simbench.models.base import Architecture, LayerSpec
-from simbench.models.timm_models import _comparable, detect_init_variance
+from simbench.models.base import Architecture
+from simbench.models.timm_models import ModuleLayers
 
 if TYPE_CHECKING:
     from torch import nn
@@ -32,7 +32,7 @@ def _classification_models() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-class TorchvisionArchitecture(Architecture):
+class TorchvisionArchitecture(ModuleLayers, Architecture):
     """A torchvision classification model by name (``torchvision:resnet18``).
 
     Parameters: ``model_name`` (any name of ``torchvision.models.list_models(module=
@@ -46,6 +46,7 @@ class TorchvisionArchitecture(Architecture):
 
     name = "torchvision"
     name_argument = "model_name"
+    library = "torchvision "
 
     def __init__(
         self,
@@ -101,44 +102,3 @@ class TorchvisionArchitecture(Architecture):
         if not last:
             raise ValueError(f"cannot tell the number of classes of {type(model).__name__}")
         return int(last[-1].weight.shape[0])
-
-    def init_report(self, model: nn.Module) -> dict[str, tuple[str, float]]:
-        """``{module path: (init label, variance)}`` from a fresh seed-0 copy (cached)."""
-        import torch
-
-        n = self._num_classes(model)
-        if n not in self._init_cache:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                ref = self._create(n)
-            self._init_cache[n] = {
-                name: detect_init_variance(m.weight)
-                for name, m in ref.named_modules()
-                if _comparable(m) is not None
-            }
-        return self._init_cache[n]
-
-    def layers(self, model: nn.Module) -> list[LayerSpec]:
-        """Every ungrouped ``Conv2d`` and ``Linear`` by dotted path, in module order."""
-        inits = self.init_report(model)
-        specs = []
-        for name, m in model.named_modules():
-            kind = _comparable(m)
-            if kind is None:
-                continue
-            if name not in inits:
-                raise ValueError(
-                    f"module {name!r} is not in a fresh torchvision {self.model_name!r}"
-                )
-            specs.append(
-                LayerSpec(
-                    name=name,
-                    input_module=name,
-                    weight_module=name,
-                    init_variance=inits[name][1],
-                    weight_shape=tuple(m.weight.shape),
-                    kind=kind,
-                    frozen=not m.weight.requires_grad,
-                )
-            )
-        return specs
