@@ -38,7 +38,7 @@ from torch import nn
 from simbench.extract import LayerPair, channel_samples
 from simbench.metrics.base import Consumes
 from simbench.models.foreign import InitVariance, ModuleTaps, Tap, select_layers
-from simbench.numerics.grids import common_grid, pool_map, to_common_grid
+from simbench.numerics.grids import append_matrix_features, common_grid, to_common_grid
 from simbench.numerics.moments import Moments
 from simbench.plugin import Score
 from simbench.registry import default_registry
@@ -251,18 +251,13 @@ def compare(
                         [tuple(ta.values[n].shape) for n in la]
                         + [tuple(tb.values[n].shape) for n in lb]
                     )
-                for side, taps, names_ in (("a", ta, la), ("b", tb, lb)):
-                    for n in names_:
-                        y = taps.values[n]
-                        if features == "flat" or y.ndim == 2:
-                            f = y.reshape(y.shape[0], -1)
-                        else:
-                            f = y.mean(dim=(2, 3))
-                        acts.setdefault(f"{side}/{n}", []).append(f.double().cpu().numpy())
-                        if need_maps:
-                            acts.setdefault(f"{side}/map/{n}", []).append(
-                                pool_map(y, grid).double().cpu().numpy()
-                            )
+                append_matrix_features(
+                    acts,
+                    (("a", ta.values, la), ("b", tb.values, lb)),
+                    features == "flat",
+                    need_maps,
+                    grid,
+                )
                 continue
             for p in pairs:
                 ya, yb = ta.values[p.a.name], tb.values[p.b.name]

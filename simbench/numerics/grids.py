@@ -14,10 +14,11 @@ representation's channel structure; it discards the frequencies above the coarse
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
-__all__ = ["common_grid", "pool_map", "to_common_grid"]
+__all__ = ["append_matrix_features", "common_grid", "pool_map", "to_common_grid"]
 
 
 def common_grid(shapes: Iterable[tuple[int, ...]]) -> tuple[int, int] | None:
@@ -47,3 +48,28 @@ def to_common_grid(X: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     Y = Y[:, :, None, None] if Y.ndim == 2 else Y
     grid = common_grid([X.shape, Y.shape])
     return pool_map(X, grid), pool_map(Y, grid)
+
+
+def append_matrix_features(
+    out: dict[str, list[np.ndarray]],
+    sides: Iterable[tuple[str, Any, Iterable[str]]],
+    flat: bool,
+    maps: bool,
+    grid: tuple[int, int] | None,
+) -> None:
+    """One batch of layer-matrix features, appended to ``out`` as float64 host arrays.
+
+    ``sides``: ``(side, {layer: activation}, layer names)``. Under ``side/layer``: the
+    activation flattened to ``C·H·W`` (``flat``, Kornblith's convention) or averaged over
+    positions; with ``maps``, under ``side/map/layer`` the map pooled to ``grid``
+    (:func:`pool_map`, for DFT-SVCCA in the matrix).
+    """
+    for side, values, names in sides:
+        for n in names:
+            y = values[n]
+            f = y.reshape(y.shape[0], -1) if flat or y.ndim != 4 else y.mean(dim=(2, 3))
+            out.setdefault(f"{side}/{n}", []).append(f.double().cpu().numpy())
+            if maps:
+                out.setdefault(f"{side}/map/{n}", []).append(
+                    pool_map(y, grid).double().cpu().numpy()
+                )

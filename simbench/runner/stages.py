@@ -292,17 +292,6 @@ def _np(t: Any) -> np.ndarray:
     return t if isinstance(t, np.ndarray) else t.detach().cpu().numpy()
 
 
-def _pool(act: Any) -> Any:
-    return act.mean(dim=(2, 3)) if act.ndim == 4 else act
-
-
-def _grid_map(act: Any, grid: Any) -> np.ndarray:
-    """A layer output pooled to the matrix grid, float64 on the host (2-D kept as is)."""
-    from simbench.numerics.grids import pool_map
-
-    return pool_map(act, grid).double().cpu().numpy()
-
-
 def run_extract(job: ExtractJob) -> dict[str, Any]:
     """Stream the probe set through both models; write the requested files (those that
     no concurrent run wrote while this one waited for their locks)."""
@@ -411,15 +400,15 @@ def _extract(job: ExtractJob) -> dict[str, Any]:
                         [tuple(oa.values[n].shape) for n in pool_a]
                         + [tuple(ob.values[n].shape) for n in pool_b]
                     )
-                for side, taps, layer_names in (("a", oa, pool_a), ("b", ob, pool_b)):
-                    for n in layer_names:
-                        act = taps.values[n]
-                        feats = act.reshape(act.shape[0], -1) if job.flat else _pool(act)
-                        pooled.setdefault(f"{side}/{n}", []).append(feats.double().cpu().numpy())
-                        if opts.maps:
-                            pooled.setdefault(f"{side}/map/{n}", []).append(
-                                _grid_map(taps.values[n], grid)
-                            )
+                from simbench.numerics.grids import append_matrix_features
+
+                append_matrix_features(
+                    pooled,
+                    (("a", oa.values, pool_a), ("b", ob.values, pool_b)),
+                    job.flat,
+                    opts.maps,
+                    grid,
+                )
     # the uncertainty set-up the score stage reads: blocks, null pairings, seed, chunk
     unc = np.array(
         [blocks, job.probe.null_pairings, job.probe.seed, job.probe.batch_size], dtype=np.int64
