@@ -219,7 +219,7 @@ def mutants(count: int, seed: int) -> Iterator[dict[str, Any]]:
 
 
 class _Timeout(Exception):
-    pass
+    """A mutant whose validation or dry run outlasted its alarm: counted as a hang."""
 
 
 def _alarm(signum: int, frame: Any) -> None:

@@ -301,7 +301,7 @@ def test_readme_compare_your_own_models_runs():
     text = README.read_text(encoding="utf-8")
     section = text.split("## Compare your own models", 1)[1].split("\n## ", 1)[0]
     code = re.search(r"```python\n(.*?)```", section, re.S)
-    assert code is not None
+    assert code, "the section has no python block"
     exec(compile(code.group(1), "README.md", "exec"), {"__name__": "__readme__"})
 
 
