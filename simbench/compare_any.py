@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from simbench.extract import LayerPair, channel_samples
+from simbench.extract import LayerPair, channel_samples, paired_channel_samples
 from simbench.metrics.base import Consumes
 from simbench.models.foreign import InitVariance, ModuleTaps, Tap, select_layers
 from simbench.numerics.grids import append_matrix_features, common_grid, to_common_grid
@@ -261,14 +261,16 @@ def compare(
                 continue
             for p in pairs:
                 ya, yb = ta.values[p.a.name], tb.values[p.b.name]
-                if ya.shape[2:] != yb.shape[2:]:
-                    raise ValueError(
-                        f"layers {p.a.name!r} and {p.b.name!r} have spatial sizes "
-                        f"{tuple(ya.shape[2:])} and {tuple(yb.shape[2:])} at their {tap}: "
-                        "paired samples need the same positions (use layer_matrix=True)"
-                    )
-                xs = channel_samples(ya, positions, seed, i).double().cpu()
-                ys = channel_samples(yb, positions, seed, i).double().cpu()
+                xs, ys = paired_channel_samples(
+                    ya,
+                    yb,
+                    positions,
+                    seed,
+                    i,
+                    f"layers {p.a.name!r} and {p.b.name!r} at their {tap} (or use "
+                    "layer_matrix=True)",
+                )
+                xs, ys = xs.double().cpu(), ys.double().cpu()
                 if need_moments:
                     moments[p.name].update(xs.numpy(), ys.numpy())
                 if need_samples:

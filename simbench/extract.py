@@ -211,17 +211,38 @@ def stream_moments_at(
             model_b(xb)
             for w, (taps_a, taps_b) in taps.items():
                 for p in pairs:
-                    ya, yb = taps_a.values[p.a.name], taps_b.values[p.b.name]
-                    if ya.shape[2:] != yb.shape[2:]:
-                        raise ValueError(
-                            f"layers {p.a.name!r} and {p.b.name!r} have spatial sizes "
-                            f"{tuple(ya.shape[2:])} and {tuple(yb.shape[2:])} at their {w}: "
-                            "paired samples need the same positions"
-                        )
-                    sa = channel_samples(ya, positions, seed, i)
-                    sb = channel_samples(yb, positions, seed, i)
+                    sa, sb = paired_channel_samples(
+                        taps_a.values[p.a.name],
+                        taps_b.values[p.b.name],
+                        positions,
+                        seed,
+                        i,
+                        f"layers {p.a.name!r} and {p.b.name!r} at their {w}",
+                    )
                     moments[w][p.name].update(sa.double(), sb.double())
     return moments
+
+
+def paired_channel_samples(
+    ya: torch.Tensor,
+    yb: torch.Tensor,
+    positions: int | None,
+    seed: int,
+    batch_index: int,
+    what: str,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`channel_samples` of two layers at the same positions; ``ValueError`` naming
+    ``what`` (e.g. "layers 'a' and 'b' ... at their output") when their spatial sizes
+    differ, since paired samples need the same positions."""
+    if ya.shape[2:] != yb.shape[2:]:
+        raise ValueError(
+            f"{what}: spatial sizes {tuple(ya.shape[2:])} and {tuple(yb.shape[2:])} differ; "
+            "paired samples need the same positions"
+        )
+    return (
+        channel_samples(ya, positions, seed, batch_index),
+        channel_samples(yb, positions, seed, batch_index),
+    )
 
 
 @torch.no_grad()

@@ -6,11 +6,11 @@ Models are always created with ``weights=None`` (random init from the seed) and,
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any
 
 from simbench.models.base import Architecture
 from simbench.models.timm_models import ModuleLayers
+from simbench.registry import suggest
 
 if TYPE_CHECKING:
     from torch import nn
@@ -56,7 +56,7 @@ class TorchvisionArchitecture(ModuleLayers, Architecture):
     ) -> None:
         known = _classification_models()
         if model_name not in known:
-            close = difflib.get_close_matches(model_name, known, n=3, cutoff=0.6)
+            close = suggest(model_name, known)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             raise ValueError(f"unknown torchvision classification model {model_name!r}.{hint}")
         clash = {"weights", "num_classes", "pretrained"} & set(model_kwargs or {})

@@ -313,7 +313,7 @@ def _extract(job: ExtractJob) -> dict[str, Any]:
     import torch
 
     from simbench.compare import paired_probe_batches
-    from simbench.extract import LayerTaps, channel_samples
+    from simbench.extract import LayerTaps, paired_channel_samples
     from simbench.numerics.blocks import BlockMoments
     from simbench.train.trainer import resolve_device
 
@@ -378,14 +378,17 @@ def _extract(job: ExtractJob) -> dict[str, Any]:
                 for n in names:
                     for w, ta, tb in (("input", ia, ib), ("output", oa, ob)):
                         ya, yb = ta.values[n], tb.values[n]
-                        if ya.shape[2:] != yb.shape[2:]:
-                            raise ValueError(
-                                f"layer {n!r}: spatial sizes {tuple(ya.shape[2:])} and "
-                                f"{tuple(yb.shape[2:])} differ at its {w}; paired samples "
-                                "need the same positions"
-                            )
-                        sa = _host(channel_samples(ya, job.probe.positions, job.probe.seed, i))
-                        sb = _host(channel_samples(yb, job.probe.positions, job.probe.seed, i))
+                        sa, sb = map(
+                            _host,
+                            paired_channel_samples(
+                                ya,
+                                yb,
+                                job.probe.positions,
+                                job.probe.seed,
+                                i,
+                                f"layer {n!r} at its {w}",
+                            ),
+                        )
                         moments[w][n].update(sa, sb, units=ya.shape[0])
                         if w == "output" and opts.activations:
                             acts.setdefault(f"{n}/act_a", []).append(_np(sa))
