@@ -16,6 +16,7 @@ SUBCOMMAND_MODULES = (
     "simbench.compare_cli",  # simbench compare
     "simbench.report",  # simbench report
     "simbench.runner.status_cli",  # simbench status
+    "simbench.examples",  # simbench init
 )
 
 
@@ -55,13 +56,47 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.set_defaults(func=_cmd_list)
     for module in SUBCOMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    for p in sub.choices.values():
+        _add_verbosity(p)
     return parser
+
+
+def _add_verbosity(p: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` and ``-v/--verbose`` on a sub-command, where it has not its own."""
+    have = set(p._option_string_actions)
+    if "--quiet" not in have:
+        p.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    if "--verbose" not in have:
+        p.add_argument(
+            "-v", "--verbose", action="store_true", help="print more (simbench's log at INFO)"
+        )
+
+
+def _verbosity(args: argparse.Namespace) -> int:
+    """-1 quiet, 0 normal, 1 verbose (``--quiet`` wins over ``--verbose``)."""
+    if getattr(args, "quiet", False):
+        return -1
+    return 1 if getattr(args, "verbose", False) else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.verbosity = _verbosity(args)
+    if args.verbosity > 0:  # simbench's loggers (training epochs, resumes) at INFO
+        import logging
+
+        log = logging.getLogger("simbench")
+        if not log.handlers:
+            log.addHandler(logging.StreamHandler(sys.stderr))
+        log.setLevel(logging.INFO)
     try:
+        if args.verbosity < 0:  # results go to files; stdout is informational
+            import contextlib
+            import os
+
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                return args.func(args)
         return args.func(args)
     except SimbenchError as exc:
         print(f"simbench: error: {exc}", file=sys.stderr)

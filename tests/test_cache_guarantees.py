@@ -112,12 +112,12 @@ def test_score_extract_and_checkpoint_copied_under_another_key(base, tmp_path):
     plan = base.summary.plan
     cells = {(c.pair.a.ref, c.pair.b.ref, c.layer_a, c.alignment, c.metric): c for c in plan.cells}
     # a score record copied over another cell's
-    src = cells[("vgg@0", "vgg@1", "conv3", "none", "cka")].score
-    dst = cells[("vgg@0", "vgg@1", "conv4", "none", "cka")].score
+    src = cells[("vgg@0", "vgg@1", "conv3", None, "cka")].score
+    dst = cells[("vgg@0", "vgg@1", "conv4", None, "cka")].score
     _copy(cache.path("score", src.key, "json"), cache.path("score", dst.key, "json"))
     # an extract file (with its sidecar) copied over another layer's; a cell on it runs
-    e_src = cells[("vgg@0", "rnd@0", "conv5", "none", "cka")].score.extract_key
-    victim = cells[("vgg@0", "rnd@0", "conv6", "none", "cka")].score
+    e_src = cells[("vgg@0", "rnd@0", "conv5", None, "cka")].score.extract_key
+    victim = cells[("vgg@0", "rnd@0", "conv6", None, "cka")].score
     for ext in ("npz", "npz.json"):
         _copy(cache.path("extract", e_src, ext), cache.path("extract", victim.extract_key, ext))
     cache.discard("score", victim.key)
@@ -335,7 +335,7 @@ def test_a_hanging_cell_fails_at_its_time_limit_and_the_others_complete(
         )
         .all()
     )
-    assert (mine[~hung].value == 0.5).all() and (mine[~hung].error == "").all()
+    assert (mine[~hung].value == 0.5).all() and mine[~hung].error.isna().all()
     others = df[df.metric != "sleeper"]
     pd.testing.assert_frame_equal(same_provenance(others), same_provenance(base.summary.results))
     # the stopped cells are recorded with their limit: not retried under the same limit ...

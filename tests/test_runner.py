@@ -191,12 +191,15 @@ def test_cold_run_rows_columns_and_files(cold):
     for a, b in PAIRS:
         for layer in LAYERS:
             expected |= {
-                (a, b, layer, layer, "none", "cka", 0),
-                (a, b, layer, layer, "none", "procrustes_distance", 0),
-                (a, b, layer, layer, "identity", "bures_cosine", 0),
-                (a, b, layer, layer, "procrustes", "bures_cosine", 0),
+                (a, b, layer, layer, "positions", None, None, "cka", None, 0),
+                (a, b, layer, layer, "positions", None, None, "procrustes_distance", None, 0),
+                (a, b, layer, layer, None, "identity", None, "bures_cosine", None, 0),
+                (a, b, layer, layer, None, "procrustes", None, "bures_cosine", None, 0),
             }
-    keys = [tuple(r) for r in df[list(KEY_COLUMNS)].itertuples(index=False)]
+    keys = [
+        tuple(None if v is None or v != v else v for v in r)  # NaN (a null string) -> None
+        for r in df[list(KEY_COLUMNS)].itertuples(index=False)
+    ]
     assert len(keys) == len(set(keys)) == N_CELLS
     assert set(keys) == expected
     # rows in plan order: pairs as listed, layers in depth order
@@ -212,7 +215,9 @@ def test_cold_run_rows_columns_and_files(cold):
     }
     assert set(df[df.metric == "bures_cosine"].consumes) == {"weights"}
     assert set(df[df.metric == "cka"].consumes) == {"representations"}
-    assert (df.schema_version == 2).all() and (df.suite == "tiny").all()
+    assert (df.schema_version == 3).all() and (df.suite == "tiny").all()
+    # depth: the index of the layer in the architecture's layer order
+    assert (df.depth_a == df.layer_a.map(LAYERS.index)).all() and (df.depth_a == df.depth_b).all()
     assert (df.simbench_version == simbench.__version__).all()
     assert (df.epoch_a == 1).all() and (df.epoch_b == 1).all()
     assert set(zip(df.seed_a, df.seed_b, strict=True)) == {(0, 1), (0, 0), (1, 0)}
@@ -223,10 +228,10 @@ def test_cold_run_rows_columns_and_files(cold):
     assert all(json.loads(v)["simbench"] == simbench.__version__ for v in pv)
     # representation metrics never fail here; every failed cell says why
     ok = df[df.metric != "bures_cosine"]
-    assert (ok.error == "").all() and np.isfinite(ok.value).all()
+    assert ok.error.isna().all() and np.isfinite(ok.value).all()
     # every score has its uncertainty, every representation score its chance level
     # (MATH.md: Uncertainty and chance of one score)
-    good = df[df.error == ""]
+    good = df[df.error.isna()]
     for col in ("stderr", "ci_low", "ci_high"):
         assert np.isfinite(good[col]).all(), col
     assert ((good.ci_low <= good.value) & (good.value <= good.ci_high)).all()
@@ -236,7 +241,7 @@ def test_cold_run_rows_columns_and_files(cold):
     np.testing.assert_allclose(
         rep.z, (rep.value - rep.null_mean) / np.hypot(rep.null_sd, rep.stderr), rtol=1e-9
     )
-    bad = df[df.error != ""]
+    bad = df[df.error.notna()]
     assert bad.value.isna().all()
     assert bad.error.str.contains("shrinkage").all()  # GM shrinkage left nothing (documented)
     assert df.config_hash.is_unique
@@ -256,7 +261,8 @@ def test_cold_run_rows_columns_and_files(cold):
     assert len(csv) == N_CELLS
     np.testing.assert_allclose(csv.value.to_numpy(float), df.value.to_numpy(float), rtol=1e-15)
     meta = json.loads((out / "results.meta.json").read_text())
-    assert meta["schema_version"] == 2 and meta["rows"] == N_CELLS
+    assert meta["schema_version"] == 3 and meta["rows"] == N_CELLS
+    assert "3" in meta["schema_changes"]
     assert meta["simbench_version"] == simbench.__version__
     assert meta["git_sha"] == "unknown" or re.fullmatch("[0-9a-f]{40}", meta["git_sha"])
     assert meta["config_hash"] == load_suite(cold.suite).config_hash()
@@ -454,7 +460,7 @@ def test_corrupt_cache_files_are_detected_and_recomputed(cold, tmp_path):
     plan = cold.summary.plan
     cache = Cache(tmp_path / "corrupt" / "out" / "cache")
     cells = {(c.pair.a.ref, c.pair.b.ref, c.layer_a, c.alignment, c.metric): c for c in plan.cells}
-    truncated = cells[("vgg@0", "vgg@1", "conv3", "none", "cka")].score
+    truncated = cells[("vgg@0", "vgg@1", "conv3", None, "cka")].score
     p = cache.path("score", truncated.key, "json")
     p.write_bytes(p.read_bytes()[:20])
     # an extract file is only read when a cell needing it runs: damage one, drop a cell on it
@@ -554,7 +560,7 @@ def test_a_raising_metric_fails_only_its_own_cells(cold, tmp_path, monkeypatch):
                 f"RuntimeError: boom: {OUT_WIDTH[layer]} channels"
             ).all()
         else:
-            assert (rows.value == 0.5).all() and (rows.error == "").all()
+            assert (rows.value == 0.5).all() and rows.error.isna().all()
     others = df[df.metric != "flaky"]
     pd.testing.assert_frame_equal(same_provenance(others), same_provenance(cold.summary.results))
     checks = pd.read_csv(tmp_path / "flaky" / "out" / "invariance_checks.csv")

@@ -22,6 +22,7 @@ from simbench.report.leaderboard import (
     valid_rows,
 )
 from simbench.report.render import fmt, html_image, html_page, html_table, markdown_table
+from simbench.runner.results import display_view, upgrade
 
 #: the tidy results columns of the design (schema_version 2; version 1 lacks the five
 #: uncertainty columns after ``stderr``, which then default to NaN)
@@ -37,7 +38,7 @@ REQUIRED = ("model_a", "model_b", "relation", "layer_a", "layer_b", "alignment",
 DEFAULTS: dict[str, Any] = {
     "stderr": float("nan"),
     **dict.fromkeys(("ci_low", "ci_high", "null_mean", "null_sd", "z"), float("nan")),
-    "error": "",
+    "error": None,
     "higher_is_better": True,
     "draw": 0,
     "consumes": "",
@@ -47,7 +48,8 @@ CHECKS_FILE = "invariance_checks.csv"
 
 # -- loading ------------------------------------------------------------------------------
 def load_results(output_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The results table (Parquet preferred, CSV otherwise) and the meta dict of a run.
+    """The results table (Parquet preferred, CSV otherwise) as schema 3
+    (:func:`simbench.runner.results.upgrade`) and the meta dict of a run.
 
     Raises :class:`ReportError` when the folder or its table is missing, unreadable,
     empty, or lacks one of the required columns.
@@ -76,16 +78,6 @@ def load_results(output_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict
         raise ReportError(f"{root}: the results table lacks the column(s) {', '.join(missing)}")
     if df.empty:
         raise ReportError(f"{root}: the results table has no rows")
-    for col, default in DEFAULTS.items():
-        if col not in df.columns:
-            df[col] = default
-    err = df["error"].astype(object)
-    df["error"] = err.where(err.notna(), "").astype(str)
-    df["value"] = pd.to_numeric(df["value"], errors="coerce")
-    for col in ("stderr", "ci_low", "ci_high", "null_mean", "null_sd", "z"):
-        df[col] = pd.to_numeric(df[col], errors="coerce")
-    for col in ("model_a", "model_b", "relation", "layer_a", "layer_b", "alignment", "metric"):
-        df[col] = df[col].astype(str)
     meta: dict[str, Any] = {}
     mp = root / "results.meta.json"
     if mp.is_file():
@@ -94,6 +86,15 @@ def load_results(output_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict
             meta = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             meta = {}
+    df = upgrade(df, meta)  # schema 3 whatever the file's schema (simbench.runner.results)
+    for col, default in DEFAULTS.items():
+        if col not in df.columns:
+            df[col] = default
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")
+    for col in ("stderr", "ci_low", "ci_high", "null_mean", "null_sd", "z"):
+        df[col] = pd.to_numeric(df[col], errors="coerce")
+    for col in ("model_a", "model_b", "relation", "layer_a", "layer_b", "metric"):
+        df[col] = df[col].astype(str)
     return df.reset_index(drop=True), meta
 
 
@@ -225,6 +226,7 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """
     root = Path(output_dir)
     df, meta = load_results(root)
+    df = display_view(df)  # the label columns the leaderboard and figures group by
     checks, checks_note = _load_checks(root)
     board, detail = build_leaderboard(df, meta, checks)
     valid = valid_rows(df)

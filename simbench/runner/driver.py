@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from simbench.runner.graph import Plan, Schedule, build_plan
+from simbench.runner.progress import stage_progress
 from simbench.runner.stages import (
     AlignJob,
     ChecksJob,
@@ -80,12 +80,6 @@ def make_executor(ref: Any) -> Any:
     return default_registry().create("executor", ref.name, **dict(ref.params))
 
 
-def _bar(stage: str, total: int) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=stage, unit="job", leave=False, disable=None, file=sys.stderr)
-
-
 def _map(
     executor: Any,
     fn: Callable,
@@ -93,12 +87,14 @@ def _map(
     stage: str,
     training: bool,
     limits: Limits | None = None,
+    say: Callable[[str], None] | None = None,
 ) -> list[Any]:
     if not jobs:
         return []
     method = getattr(executor, "map_training", None) if training else None
     method = method or executor.map
-    bar = _bar(stage, len(jobs))
+    # a bar on a terminal, heartbeat lines otherwise, nothing for a silent run
+    bar = stage_progress(stage, len(jobs), None if say in (None, _silent) else say)
     try:
         try:
             params = inspect.signature(method).parameters
@@ -120,6 +116,10 @@ def _map(
     return list(results)
 
 
+def _silent(_line: str) -> None:
+    """The ``echo`` of a run that prints nothing."""
+
+
 def _failed(result: Any) -> str | None:
     if isinstance(result, BaseException):
         return error_text(result)
@@ -134,16 +134,19 @@ def run_suite(
     report: bool = True,
     executor: Any = None,
     echo: Callable[[str], None] | None = print,
+    verbose: bool = False,
 ) -> RunSummary:
     """Run (or with ``dry_run`` only plan) a suite: a path or a loaded ``Suite``.
 
     ``force``: a stage name whose outputs are recomputed (with everything depending on
     them); ``report``: write the report and leaderboard at the end; ``executor``: an
-    executor instance overriding the suite's; ``echo``: where progress lines go.
+    executor instance overriding the suite's; ``echo``: where progress lines and the
+    closing summary (:func:`simbench.runner.summary.format_summary`) go (None: silent);
+    ``verbose``: also echo the full ``leaderboard.md``.
     """
     from simbench.suite import Suite, load_suite
 
-    say = echo or (lambda _line: None)
+    say = echo or _silent
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     plan = build_plan(suite, persist=not dry_run)
@@ -187,13 +190,18 @@ def run_suite(
         rec = plan.cache.get_json("checks", plan.checks.key)
         if rec is not None:
             summary.paths["checks"] = write_checks(rec["rows"], out_dir)
-    bad = int((df["error"] != "").sum())
+    bad = int(df["error"].notna().sum())
     say(
         f"results: {len(df)} rows ({bad} with an error) -> {summary.paths['parquet']}, "
         f"{summary.paths['csv'].name}"
     )
     if report:
-        summary.report = _report(out_dir, plan.cache, say)
+        summary.report = _report(out_dir, plan.cache, say, verbose)
+    if echo is not None:
+        from simbench.runner.summary import format_summary
+
+        say("")
+        say(format_summary(summary))
     return summary
 
 
@@ -206,7 +214,7 @@ def _run_stages(
     # -- train --
     t0 = time.perf_counter()
     failed_models: dict[str, str] = {}  # train key -> error
-    results = _map(executor, run_job, list(sched.train), "train", True, jobs_limit)
+    results = _map(executor, run_job, list(sched.train), "train", True, jobs_limit, say)
     for job, res in zip(sched.train, results, strict=True):
         err = _failed(res)
         if err:
@@ -224,7 +232,7 @@ def _run_stages(
             _fail_extract(job, err, failed_keys)
         else:
             runnable.append(job)
-    results = _map(executor, run_job, runnable, "extract", False, jobs_limit)
+    results = _map(executor, run_job, runnable, "extract", False, jobs_limit, say)
     for job, res in zip(runnable, results, strict=True):
         err = _failed(res)
         if err:
@@ -247,7 +255,7 @@ def _run_stages(
             n_fail += len(job.tasks)
         else:
             runnable_a.append(job)
-    results = _map(executor, run_job, runnable_a, "align", False, jobs_limit)
+    results = _map(executor, run_job, runnable_a, "align", False, jobs_limit, say)
     for job, res in zip(runnable_a, results, strict=True):
         err = _failed(res)
         if err:
@@ -280,7 +288,7 @@ def _run_stages(
         if keep:
             runnable_s.append(dataclasses.replace(job, cells=tuple(keep)))
     results, runnable_s = _score(
-        plan, executor, runnable_s, Limits(run.job_timeout_s, run.cell_timeout_s)
+        plan, executor, runnable_s, Limits(run.job_timeout_s, run.cell_timeout_s), say
     )
     for job, res in zip(runnable_s, results, strict=True):
         err = _failed(res)
@@ -307,7 +315,11 @@ def _remove_stale_temps(cache: Path, out_dir: Path) -> int:
 
 
 def _score(
-    plan: Plan, executor: Any, jobs: list[Any], limits: Limits
+    plan: Plan,
+    executor: Any,
+    jobs: list[Any],
+    limits: Limits,
+    say: Callable[[str], None] | None = None,
 ) -> tuple[list[Any], list[Any]]:
     """Run the score jobs; a cell stopped at ``run.cell_timeout_s`` is recorded (with the
     limit) and the rest of its job runs again, until no cell is left. Returns the jobs
@@ -318,7 +330,7 @@ def _score(
     done_jobs: list[Any] = []
     done_results: list[Any] = []
     while jobs:
-        results = _map(executor, run_job, jobs, "score", False, limits)
+        results = _map(executor, run_job, jobs, "score", False, limits, say)
         retry = []
         for job, res in zip(jobs, results, strict=True):
             stopped = isinstance(res, TimeLimitExceeded) and res.what == "cell"
@@ -385,7 +397,9 @@ def _stats(
     say(st.line(stage))
 
 
-def _report(out_dir: Path, cache: Any, say: Callable[[str], None]) -> dict[str, Path] | None:
+def _report(
+    out_dir: Path, cache: Any, say: Callable[[str], None], verbose: bool = False
+) -> dict[str, Path] | None:
     """``simbench.report.write_report(out_dir)``, skipped when its inputs (the results and
     invariance-check files, simbench's version) are those of the report already there."""
     from simbench.io import sha256_file
@@ -416,7 +430,7 @@ def _report(out_dir: Path, cache: Any, say: Callable[[str], None]) -> dict[str, 
         cache.put_json("report", key, {"paths": {k: str(v) for k, v in paths.items()}})
         state = "written"
     board = paths.get("leaderboard_md")
-    if board is not None and Path(board).is_file():
+    if verbose and board is not None and Path(board).is_file():
         say("")
         say(Path(board).read_text(encoding="utf-8").rstrip())
         say("")

@@ -71,11 +71,12 @@ class PlanError(SimbenchError, ValueError):
 
 
 def label_of(name: str, params: dict[str, Any]) -> str:
-    """A plugin's label in the results: ``name``, or ``name(k=v, ...)`` with parameters
-    (the convention of :func:`simbench.invariance.check_invariances` and the report)."""
-    if not params:
-        return name
-    return f"{name}({', '.join(f'{k}={v}' for k, v in params.items())})"
+    """A plugin's display label: ``name``, or ``name(k=v, ...)`` with parameters in sorted
+    order (:func:`simbench.runner.results.label`, the convention of
+    :func:`simbench.invariance.check_invariances` and the report)."""
+    from simbench.runner.results import label, params_json
+
+    return label(name, params_json(params))
 
 
 def plugin_version(kind: str, name: str) -> dict[str, str]:
@@ -151,10 +152,13 @@ class Cell:
     pair: PairNode
     layer_a: str
     layer_b: str
-    alignment: str  # label; "none" for representation metrics, "pooled"/"flat" for the matrix
-    alignment_name: str | None
-    metric: str  # label
-    metric_name: str
+    alignment: str | None  # plugin name of a weight-metric row; None for representation rows
+    alignment_params: str | None  # canonical JSON (sorted keys) or None
+    metric: str  # plugin name
+    metric_params: str | None  # the suite's parameters, canonical JSON, or None
+    features: str | None  # positions | pooled | flattened | maps; None for weight rows
+    depth_a: int  # index of layer_a in A's architecture layer order
+    depth_b: int
     draw: int
     consumes: str
     higher_is_better: bool
@@ -610,7 +614,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                     if m.consumes is Consumes.REPRESENTATIONS:
                         key = make_key("score", "rep", ekey, m.name, params, m.version, d)
                         cell = ScoreCell(key, "rep", m.name, params, ekey, None, None, layer, layer)
-                        cells.append(m.cell(pair, layer, layer, "none", None, d, cell))
+                        feats = "maps" if m.input_ndim == 4 else "positions"
+                        cells.append(m.cell(pair, layer, layer, feats, None, d, cell))
                         continue
                     for (r, v), task in zip(align_info, tasks, strict=True):
                         key = make_key(
@@ -622,8 +627,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                             key, "weights", m.name, params, ekey, task.key, eig, layer, layer,
                             align=(task.name, task.params),
                         )  # fmt: skip
-                        label = label_of(r.name, dict(r.params))
-                        cells.append(m.cell(pair, layer, layer, label, (r.name, v), d, cell))
+                        align = (r.name, dict(r.params), v)
+                        cells.append(m.cell(pair, layer, layer, None, align, d, cell))
         if pooled_key is None:
             continue
         for la in a.layers:
@@ -638,7 +643,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                         cell = ScoreCell(
                             key, "pooled", m.name, params, pooled_key, None, None, la, lb
                         )
-                        cells.append(m.cell(pair, la, lb, suite.layer_features, None, d, cell))
+                        feats = MATRIX_FEATURES[suite.layer_features]  # 4-D: common grid
+                        cells.append(m.cell(pair, la, lb, feats, None, d, cell))
 
     checks = _checks_job(suite, cache, pairs, probe, probe_dict, metrics, align_info)
     return Plan(suite, cache, models, pairs, cells, probe, options, align_tasks, checks, warnings)
@@ -646,6 +652,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
 
 #: bump when the pooled-outputs file changes
 EXTRACT_POOLED = 1
+#: the results' ``features`` of layer-matrix rows per suite ``layer_features``
+MATRIX_FEATURES = {"pooled": "pooled", "flat": "flattened"}
 
 
 class _MetricInfo:
@@ -678,22 +686,29 @@ class _MetricInfo:
         pair: PairNode,
         layer_a: str,
         layer_b: str,
-        alignment: str,
-        align: tuple[str, dict[str, str]] | None,
+        features: str | None,
+        align: tuple[str, dict[str, Any], dict[str, str]] | None,
         draw: int,
         score: ScoreCell,
     ) -> Cell:
+        """The results row of one score cell; ``align``: (name, params, version) of a
+        weight row's alignment, None for representation rows."""
+        from simbench.runner.results import params_json
+
         packages = dict(self.packages)
         if align is not None:
-            packages[align[1]["package"]] = align[1]["version"]
+            packages[align[2]["package"]] = align[2]["version"]
         return Cell(
             pair=pair,
             layer_a=layer_a,
             layer_b=layer_b,
-            alignment=alignment,
-            alignment_name=align[0] if align else None,
-            metric=self.label,
-            metric_name=self.name,
+            alignment=align[0] if align else None,
+            alignment_params=params_json(align[1]) if align else None,
+            metric=self.name,
+            metric_params=params_json(self.params),
+            features=features,
+            depth_a=pair.a.all_layers.index(layer_a),
+            depth_b=pair.b.all_layers.index(layer_b),
             draw=draw,
             consumes=self.consumes.value,
             higher_is_better=bool(self.cls.higher_is_better),
