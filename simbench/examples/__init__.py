@@ -40,7 +40,7 @@ def write_example(
     if target.exists() and not force:
         raise SimbenchError(f"{target} exists; use --force to overwrite it")
     target.parent.mkdir(parents=True, exist_ok=True)
-    from simbench.io import atomic_write_bytes
+    from simbench.runner.cache import atomic_write_bytes
 
     atomic_write_bytes(target, example_text(name).encode("utf-8"))
     return target
