@@ -1,16 +1,31 @@
-"""Every Python code block of README.md runs as written, in order, in one namespace (as a
-reader pasting them into one session would); values the prose promises are checked."""
+"""Every Python code block of README.md and of docs/*.md runs as written, in order, in one
+namespace per file (as a reader pasting them into one session would); values the prose
+promises are checked. Every bash block is valid shell (``bash -n``), and the docs site
+builds with ``mkdocs build --strict`` where mkdocs is installed (the ``docs`` extra)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-BLOCKS = re.findall(r"^```python\n(.*?)^```", README.read_text(encoding="utf-8"), re.S | re.M)
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+
+
+def blocks(path: Path, lang: str) -> list[str]:
+    """The fenced ``lang`` code blocks of a Markdown file, in order."""
+    return re.findall(rf"^```{lang}\n(.*?)^```", path.read_text(encoding="utf-8"), re.S | re.M)
+
+
+BLOCKS = blocks(README, "python")
 
 
 def test_readme_has_python_blocks():
@@ -36,3 +51,40 @@ def test_blocks_run_and_keep_their_promises(namespace):
     direct = cka.evaluate(X, Y, uncertainty={"chunk": 1000})
     assert streamed.value == pytest.approx(direct.value, abs=1e-10)
     assert streamed.stderr == pytest.approx(direct.stderr, abs=1e-10)
+
+
+@pytest.mark.parametrize("page", [p for p in DOCS if blocks(p, "python")], ids=lambda p: p.name)
+def test_docs_python_blocks_run(page, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # whatever a block writes stays out of the repository
+    ns: dict = {"__name__": f"__docs_{page.stem}__"}
+    for i, code in enumerate(blocks(page, "python")):
+        exec(compile(code, f"docs/{page.name} (python block {i + 1})", "exec"), ns)
+
+
+def test_docs_have_python_blocks():
+    pages = {p.name for p in DOCS if blocks(p, "python")}
+    assert {"getting-started.md", "results.md", "plugins.md"} <= pages
+
+
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
+def test_bash_blocks_are_valid_shell(path):
+    for i, code in enumerate(blocks(path, "bash")):
+        out = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True)
+        assert out.returncode == 0, f"{path.name} bash block {i + 1}: {out.stderr}"
+
+
+def test_docs_build_strict(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings")
+    mkdocs = shutil.which("mkdocs") or str(Path(sys.executable).with_name("mkdocs"))
+    out = subprocess.run(
+        [mkdocs, "build", "--strict", "-q", "-d", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert (tmp_path / "site" / "api" / "index.html").is_file()
+    assert "runs/quickstart" in (tmp_path / "site" / "suite-format" / "index.html").read_text()
