@@ -20,7 +20,10 @@ input with forward hooks. Two modes:
   Weight metrics are not defined across unpaired layers and are refused in this mode.
 
 Returns a tidy DataFrame, one row per (layer pair, alignment, metric), with the runner's
-columns where they apply.
+columns where they apply (schema 3, :mod:`simbench.runner.results`: ``metric`` the plugin
+name and ``metric_params`` its JSON; ``alignment``/``alignment_params`` for weight rows,
+None for representation rows; ``features`` ``positions``, ``maps``, ``pooled`` or
+``flattened``; ``error`` None on success).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from simbench.numerics.grids import append_matrix_features, common_grid, to_comm
 from simbench.numerics.moments import Moments
 from simbench.plugin import Score
 from simbench.registry import default_registry
+from simbench.runner.results import params_json
 
 __all__ = ["compare"]
 
@@ -168,7 +172,7 @@ def compare(
     mets = []
     for ref in metrics:
         name, params, label = _ref(ref)
-        mets.append((label, reg.create("metric", name, **params)))
+        mets.append(((name, params_json(params)), reg.create("metric", name, **params)))
     if not mets:
         raise ValueError("metrics is empty")
     wants_weights = any(m.consumes is Consumes.WEIGHTS for _, m in mets)
@@ -299,28 +303,31 @@ def compare(
         }
         for label, m in mets:
             if m.consumes is Consumes.WEIGHTS:
-                for aname, aparams, alabel in aligns:
+                for aname, aparams, _ in aligns:
                     fn = partial(_weights, m, p, net_a, net_b, inputs, aname, aparams)
-                    rows.append({**info, "alignment": alabel, **_row(label, m, fn)})
+                    align = {"alignment": aname, "alignment_params": params_json(aparams)}
+                    rows.append({**info, "features": None, **align, **_row(label, m, fn)})
                 continue
             if layer_matrix:
-                alabel = features
+                feats = "flattened" if features == "flat" else "pooled"
                 if m.input_ndim == 4:
                     X, Y = cat[f"a/map/{p.a.name}"], cat[f"b/map/{p.b.name}"]
                     fn = partial(_evaluate_on_grid, m, X, Y)
                 else:
                     fn = partial(m.evaluate, cat[f"a/{p.a.name}"], cat[f"b/{p.b.name}"])
             else:
-                alabel = "none"
+                feats = "maps" if m.input_ndim == 4 else "positions"
                 if m.input_ndim == 4:
                     fn = partial(m.evaluate, cat[f"{p.name}/map_a"], cat[f"{p.name}/map_b"])
                 elif m.streaming:
                     fn = partial(m.evaluate, moments[p.name])
                 else:
                     fn = partial(m.evaluate, cat[f"{p.name}/a"], cat[f"{p.name}/b"])
-            rows.append({**info, "alignment": alabel, **_row(label, m, fn)})
+            unaligned = {"alignment": None, "alignment_params": None}
+            rows.append({**info, "features": feats, **unaligned, **_row(label, m, fn)})
     cols = [
-        "model_a", "model_b", "layer_a", "layer_b", "alignment", "metric", "value", "stderr",
+        "model_a", "model_b", "layer_a", "layer_b", "features", "alignment", "alignment_params",
+        "metric", "metric_params", "value", "stderr",
         "higher_is_better", "consumes", "error", "tap", "init_variance_a", "init_variance_b",
         "init_source_a", "init_source_b", "details",
     ]  # fmt: skip
@@ -331,12 +338,13 @@ def _evaluate_on_grid(metric: Any, X: np.ndarray, Y: np.ndarray) -> Any:
     return metric.evaluate(*to_common_grid(X, Y))
 
 
-def _row(label: str, metric: Any, fn: Any) -> dict[str, Any]:
+def _row(label: tuple[str, str | None], metric: Any, fn: Any) -> dict[str, Any]:
+    """``label``: the metric's (name, params JSON) (schema 3 of the results table)."""
     try:
         score = fn()
         if not isinstance(score, Score):
             score = Score(float(score))
-        value, err = float(score.value), ""
+        value, err = float(score.value), None
         stderr = float("nan") if score.stderr is None else float(score.stderr)
         details = {k: v for k, v in (score.details or {}).items() if np.isscalar(v)}
         if not np.isfinite(value):
@@ -344,7 +352,8 @@ def _row(label: str, metric: Any, fn: Any) -> dict[str, Any]:
     except ValueError as exc:  # a documented failure of this cell (e.g. sizes, rank)
         value, stderr, err, details = float("nan"), float("nan"), str(exc), {}
     return {
-        "metric": label,
+        "metric": label[0],
+        "metric_params": label[1],
         "value": value,
         "stderr": stderr,
         "higher_is_better": bool(metric.higher_is_better),
