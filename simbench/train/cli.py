@@ -124,7 +124,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import logging
 
         logger = logging.getLogger("simbench.train")
-        if not logger.handlers:
+        if not logger.handlers and not logging.getLogger("simbench").handlers:  # -v: has one
             logger.addHandler(logging.StreamHandler(sys.stderr))
             logger.setLevel(logging.INFO)
     try:
