@@ -276,7 +276,8 @@ import numpy as np
 import pandas as pd
 
 work, t_slurm, t_local, t_requeue, t_start = sys.argv[1:]
-cols = ["model_a", "model_b", "layer_a", "layer_b", "alignment", "metric", "draw", "value", "error"]
+cols = ["model_a", "model_b", "layer_a", "layer_b", "features", "alignment", "alignment_params",
+        "metric", "metric_params", "draw", "value", "error"]  # results schema 3 keys
 tables = {k: pd.read_parquet(f"{work}/{k}/out/results.parquet") for k in ("slurm", "local", "requeue")}
 tables = {k: v[[c for c in cols if c in v.columns]].reset_index(drop=True) for k, v in tables.items()}
 def equal(a, b):
