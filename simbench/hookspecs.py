@@ -70,7 +70,7 @@ def simbench_register_executors() -> Sequence[type]:
 
 @hookspec
 def simbench_register_tests() -> Sequence[type]:
-    """Return ground-truth test classes (subclasses of :class:`simbench.groundtruth.GroundTruthTest`).
+    """Return ground-truth test classes (subclasses of ``GroundTruthTest``).
 
     A test scores every (metric, alignment) of a board in [0, 1] with a bootstrap interval
     over its resampling unit (MATH.md: Ground-truth tests). It declares the boards it

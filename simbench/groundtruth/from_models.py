@@ -39,7 +39,7 @@ def _models_in_results(ctx: TestContext) -> list[str]:
 
 
 class OutputGrounding(GroundTruthTest):
-    """Output grounding (ReSi 1–2): dissimilarity tracks prediction disagreement and accuracy gaps."""
+    """Output grounding (ReSi 1–2): dissimilarity tracks prediction disagreement, accuracy gaps."""
 
     name = "output_grounding"
     unit = "models"
@@ -178,7 +178,7 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> float:
 
 
 class PCDeletion(GroundTruthTest):
-    """PC deletion (Ding et al. 2021): dissimilarity tracks the probe accuracy lost by deleting PCs."""
+    """PC deletion (Ding et al. 2021): dissimilarity tracks probe accuracy lost deleting PCs."""
 
     name = "pc_deletion"
     unit = "layers × models"

@@ -147,7 +147,7 @@ def pair_similarity(cells: pd.DataFrame) -> dict[tuple[str, str, str], float]:
 
 
 class LabelRandomization(GroundTruthTest):
-    """Label randomization (ReSi): a reference model is more similar to less label-randomized models."""
+    """Label randomization (ReSi): a model is more similar to less label-randomized models."""
 
     name = "label_randomization"
     unit = "reference models"
@@ -205,7 +205,7 @@ class LabelRandomization(GroundTruthTest):
 
 
 class Chance(GroundTruthTest):
-    """Chance: same-layer cells of seed pairs whose z against the shuffled-pairing null exceeds 3."""
+    """Chance: same-layer cells of seed pairs with z > 3 against the shuffled-pairing null."""
 
     name = "chance"
     unit = "cells"
@@ -237,7 +237,7 @@ class Chance(GroundTruthTest):
 
 
 class Invariances(GroundTruthTest):
-    """Invariances: fraction of the metric's claimed invariances verified on the suite's activations."""
+    """Invariances: fraction of claimed invariances verified on the suite's activations."""
 
     name = "invariances"
     unit = "transforms"

@@ -25,7 +25,6 @@ tables (per-test score, interval and rank; overall; tied).
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Callable
@@ -270,7 +269,7 @@ def build_leaderboard(
     ctx = test_context(df, meta, checks, data=data)
     boards = score_boards(ctx, tests)
     res = ctx.results
-    for name, wide in boards.wide.items():
+    for wide in boards.wide.values():
         feats, spans, bases = [], [], []
         for metric, alignment in zip(wide["metric"], wide["alignment"], strict=True):
             rows = res[res["metric"].map(str) == metric_base(metric)]

@@ -20,7 +20,7 @@ from simbench.report.leaderboard import (
     layer_order,
     valid_rows,
 )
-from simbench.report.render import fmt, html_image, html_page, html_table, markdown_table
+from simbench.report.render import html_image, html_page, html_table, markdown_table
 
 #: the tidy results columns of the design (schema_version 2; version 1 lacks the five
 #: uncertainty columns after ``stderr``, which then default to NaN)
