@@ -19,7 +19,7 @@ from scipy import stats
 
 from simbench.groundtruth.base import GroundTruthTest, Row, TestUnavailable, UnitScores
 from simbench.groundtruth.context import TestContext
-from simbench.groundtruth.from_results import pair_similarity
+from simbench.groundtruth.from_results import conformity, pair_similarity
 
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -60,7 +60,8 @@ class OutputGrounding(GroundTruthTest):
             raise TestUnavailable("no probe logits")
         models = self._models(ctx)
         pred = {m: np.asarray(ctx.logits(m)).argmax(axis=1) for m in models}
-        acc = {m: float(np.mean(pred[m] == np.asarray(ctx.labels(m)))) for m in models}
+        # correct predictions counted as integers so that equal accuracy gaps tie exactly
+        hits = {m: int(np.sum(pred[m] == np.asarray(ctx.labels(m)))) for m in models}
         cells, features = ctx.same_layer(row)
         sims = pair_similarity(cells)
         layers = [x for x in ctx.layer_order() if x in set(cells["layer_a"])]
@@ -75,7 +76,10 @@ class OutputGrounding(GroundTruthTest):
             for i, j in pairs:
                 s = sims.get((models[i], models[j], layer), np.nan)
                 a, b = models[i], models[j]
-                rows.append((li, i, j, -s, np.mean(pred[a] != pred[b]), abs(acc[a] - acc[b])))
+                n = len(pred[a])
+                rows.append(
+                    (li, i, j, -s, np.sum(pred[a] != pred[b]) / n, abs(hits[a] - hits[b]) / n)
+                )
         if not rows:
             raise TestUnavailable("no same-layer cells between models on one task")
         t = np.array(rows, dtype=float)
@@ -132,7 +136,7 @@ class LayerMonotonicity(GroundTruthTest):
             hit = tot = 0
             for i, j, k in itertools.combinations(range(n), 3):
                 tot += 2
-                hit += bool(sim[i, j] > sim[i, k]) + bool(sim[k, j] > sim[k, i])
+                hit += conformity(sim[i, j], sim[i, k]) + conformity(sim[k, j], sim[k, i])
             if tot:
                 units.append(model)
                 num.append(hit)
@@ -160,12 +164,14 @@ def log_grid(d: int) -> list[int]:
 def probe_accuracy(X: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> float:
     """Accuracy of a ridge linear probe, one-hot targets, closed form from second moments.
 
-    Fitted on the even-indexed probe images, scored on the odd ones; the ridge is
-    ``ridge · tr(XᵀX)/d`` of the (centred) training half (scale-free; our choice).
+    Fitted on a seeded random half of the probe images (not every other image: probe
+    labels can be periodic), scored on the other half; the ridge is ``ridge · tr(XᵀX)/d``
+    of the (centred) training half (scale-free; our choice).
     """
     X = np.asarray(X, float)
     y = np.asarray(y)
-    tr, te = slice(0, None, 2), slice(1, None, 2)
+    order = np.random.default_rng(np.random.SeedSequence([len(y), 0x9A1F])).permutation(len(y))
+    tr, te = np.sort(order[: len(y) // 2]), np.sort(order[len(y) // 2 :])
     classes, yi = np.unique(y, return_inverse=True)
     Y = np.eye(len(classes))[yi]
     mx, my = X[tr].mean(axis=0), Y[tr].mean(axis=0)

@@ -69,7 +69,8 @@ class LayerIdentification(GroundTruthTest):
             )
             drop = None if self.include_classifier else ctx.classifier(arch)
             table = m.droplevel([0, 1]).unstack("layer_b")
-            table = table.drop(index=drop, columns=drop, errors="ignore")
+            if drop is not None:
+                table = table.drop(index=drop, columns=drop, errors="ignore")
             unit = tuple(sorted((str(ma), str(mb))))
             got = credit.setdefault(unit, [0.0, 0.0])
             directions = [table] if (mb, ma) in ordered else [table, table.T]
@@ -146,6 +147,20 @@ def pair_similarity(cells: pd.DataFrame) -> dict[tuple[str, str, str], float]:
     return {k: (float(np.mean(v)) if np.isfinite(v).all() else np.nan) for k, v in out.items()}
 
 
+def conformity(hi: float, lo: float) -> float:
+    """1 if ``hi > lo``, 0.5 on a tie, 0 otherwise or when either failed (NaN).
+
+    MATH.md is silent on ties; a tie is credited 1/2, the chance of a coin flip breaking
+    it (as layer identification credits 1/k), so a constant metric scores 0.5, the
+    "no better than a coin" level of the conformity-rate tests.
+    """
+    if not (np.isfinite(hi) and np.isfinite(lo)):
+        return 0.0
+    if abs(hi - lo) <= TIE_TOL * max(1.0, abs(hi), abs(lo)):
+        return 0.5
+    return float(hi > lo)
+
+
 class LabelRandomization(GroundTruthTest):
     """Label randomization (ReSi): a model is more similar to less label-randomized models."""
 
@@ -193,7 +208,7 @@ class LabelRandomization(GroundTruthTest):
                     s1 = sims.get((ref, m1, layer), np.nan)
                     s2 = sims.get((ref, m2, layer), np.nan)
                     n += 1
-                    hit += bool(np.isfinite(s1) and np.isfinite(s2) and s1 > s2)
+                    hit += conformity(s1, s2)
                 if n:
                     per_layer.append(hit / n)
             if per_layer:

@@ -57,14 +57,13 @@ def to_schema3(df: pd.DataFrame, meta: dict[str, Any] | None = None) -> pd.DataF
     out["metric_params"] = list(params)
     rep = out["consumes"].astype(str) != "weights"
     align = out["alignment"].astype(str)
-    out["features"] = [
-        (_FEATURES.get(a, a) if r else None) for a, r in zip(align, rep, strict=True)
-    ]
-    out["alignment"] = [(None if r else a) for a, r in zip(align, rep, strict=True)]
+    feats = [(_FEATURES.get(a, a) if r else None) for a, r in zip(align, rep, strict=True)]
+    out["features"] = pd.Series(feats, index=out.index, dtype=object)
+    aligns = [(None if r else a) for a, r in zip(align, rep, strict=True)]
+    out["alignment"] = pd.Series(aligns, index=out.index, dtype=object)
     err = out["error"].astype(object) if "error" in out.columns else pd.Series([None] * len(out))
-    out["error"] = [
-        None if (e is None or pd.isna(e) or str(e).strip() == "") else str(e) for e in err
-    ]
+    errs = [None if (e is None or pd.isna(e) or str(e).strip() == "") else str(e) for e in err]
+    out["error"] = pd.Series(errs, index=out.index, dtype=object)
     order: dict[str, int] = {}
     layers = (meta or {}).get("layers") or {}
     for names_ in layers.values() if isinstance(layers, dict) else [layers]:
