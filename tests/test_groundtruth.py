@@ -139,7 +139,7 @@ def test_controls_perfect_constant_noise() -> None:
     assert t.missing(ctx) is None
     assert check(t.score(ctx, row_of("perfect")), 1.0)[0] == 1.0
     assert check(t.score(ctx, row_of("constant")), 0.0)[0] == 0.0  # strictly ordered
-    p, lo, hi = check(t.score(ctx, row_of("noise")), 1 / 6)  # one of 3! orders
+    p, _, _ = check(t.score(ctx, row_of("noise")), 1 / 6)  # one of 3! orders
     assert p < 0.6
 
 
@@ -219,7 +219,7 @@ def test_chance_perfect_constant_noise() -> None:
     assert check(t.score(ctx, row_of("perfect")), 1.0)[0] == 1.0
     assert check(t.score(ctx, row_of("distance", hib=False)), 1.0)[0] == 1.0
     assert check(t.score(ctx, row_of("constant")), 0.0)[0] == 0.0
-    p, lo, hi = check(t.score(ctx, row_of("noise")), 0.0)  # P(z > 3) = 0.00135
+    p, _, _ = check(t.score(ctx, row_of("noise")), 0.0)  # P(z > 3) = 0.00135
     assert p <= 0.03
 
 
@@ -312,7 +312,7 @@ def activations(n: int = 120, d: int = 16) -> tuple[Any, np.ndarray]:
 def test_layer_monotonicity(kind: str, truth: float) -> None:
     act, _ = activations()
     names = [f"m{i}" for i in range(8)]
-    rows = [cell(model_a=a, model_b=b, metric=kind) for a, b in zip(names, names[1:])]
+    rows = [cell(model_a=a, model_b=b, metric=kind) for a, b in itertools.pairwise(names)]
     models = {m: ModelInfo(arch="net") for m in names}
     ctx = ctx_of(rows, models=models, activations=act,
                  metric_factory=lambda name, params: Planted(name))  # fmt: skip
