@@ -19,11 +19,11 @@ import pytest
 
 import simbench
 from simbench.cli import main
+from simbench.groundtruth.from_results import Controls, LayerIdentification
 from simbench.invariance import check_invariances, relative_change, transform
 from simbench.metrics.base import Metric
 from simbench.plugin import Invariance
 from simbench.report import ReportError, load_results, write_report
-from simbench.groundtruth.from_results import Controls, LayerIdentification
 from simbench.report.leaderboard import (
     baseline_of,
     build_leaderboard,
