@@ -236,6 +236,9 @@ def test_context(
 
     df3 = to_schema3(df, meta)
     layers = (meta or {}).get("layers")
+    meta = dict(meta or {})
+    if not meta.get("models") and getattr(data, "info", None):
+        meta["models"] = data.info
     return TestContext(
         df3,
         models=models_from_results(df3, meta),
@@ -260,13 +263,16 @@ def build_leaderboard(
 ) -> Any:
     """The scored boards of a run (:class:`simbench.groundtruth.board.Boards`).
 
-    ``tests``: the test names to score (default: every test whose inputs the run has).
+    ``tests``: the test names to score (default: the suite's ``tests:`` recorded in
+    ``meta["tests"]``, else every test whose inputs the run has).
     Each wide table gains ``baseline``, ``features`` (the feature conventions of the
     row's cells) and ``layers`` (``same-layer``, ``cross-layer`` or both).
     """
     from simbench.groundtruth.board import score_boards
 
     ctx = test_context(df, meta, checks, data=data)
+    if tests is None and isinstance((meta or {}).get("tests"), list):
+        tests = list(meta["tests"])  # the suite's ``tests:``
     boards = score_boards(ctx, tests)
     res = ctx.results
     for wide in boards.wide.values():

@@ -21,6 +21,7 @@ import numpy as np
 
 FOLDER = "model_data"
 INDEX = "index.json"
+INFO = "models.json"
 
 
 def file_name(model: str) -> str:
@@ -35,6 +36,12 @@ class ModelData:
         self.folder = folder
         self.index = index
         self._load = lru_cache(maxsize=None)(self._read)
+        try:
+            info = json.loads((folder / INFO).read_text())
+        except (OSError, ValueError):
+            info = {}
+        #: per model: arch, dataset, seed, fraction, images, test_acc, train_acc
+        self.info: dict[str, dict[str, Any]] = info if isinstance(info, dict) else {}
 
     @classmethod
     def open(cls, output_dir: str | os.PathLike[str]) -> ModelData | None:
@@ -93,3 +100,14 @@ def write_model_data(
         folder / INDEX, (json.dumps(index, indent=1, sort_keys=True) + "\n").encode()
     )
     return path
+
+
+def write_info(output_dir: str | os.PathLike[str], info: dict[str, dict[str, Any]]) -> Path:
+    """Write the per-model metadata (``models.json``) next to the arrays."""
+    from simbench.runner.cache import atomic_write_bytes
+
+    folder = Path(output_dir) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(info, indent=1, sort_keys=True, default=str) + "\n"
+    atomic_write_bytes(folder / INFO, text.encode())
+    return folder / INFO
