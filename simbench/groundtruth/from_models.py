@@ -124,7 +124,7 @@ class LayerMonotonicity(GroundTruthTest):
         if ctx.activations is None:
             raise TestUnavailable("no per-layer activations")
         metric = ctx.metric(row)
-        units, num, den = [], [], []
+        units, num, den, errors = [], [], [], []
         for model in _models_in_results(ctx):
             arch = ctx.models[model].arch if model in ctx.models else None
             layers = ctx.layer_order(arch)
@@ -132,7 +132,9 @@ class LayerMonotonicity(GroundTruthTest):
             n = len(layers)
             sim = np.full((n, n), np.nan)
             for i, j in itertools.combinations(range(n), 2):
-                sim[i, j] = sim[j, i] = row.sign * _call(metric, acts[i], acts[j])
+                sim[i, j] = sim[j, i] = row.sign * _call(metric, acts[i], acts[j], errors)
+            if not np.isfinite(sim[np.triu_indices(n, 1)]).any():
+                continue  # nothing computed on this model: it is not a unit
             hit = tot = 0
             for i, j, k in itertools.combinations(range(n), 3):
                 tot += 2
@@ -142,16 +144,24 @@ class LayerMonotonicity(GroundTruthTest):
                 num.append(hit)
                 den.append(tot)
         if not units:
-            raise TestUnavailable("no model with 3 layers")
+            raise _all_failed(errors) if errors else TestUnavailable("no model with 3 layers")
         return UnitScores.rate(self.unit, units, num, den, features="pooled")
 
 
-def _call(metric: Any, X: np.ndarray, Y: np.ndarray) -> float:
+def _call(metric: Any, X: np.ndarray, Y: np.ndarray, errors: list[str] | None = None) -> float:
+    """The metric's value, NaN when it fails or is not finite (the error kept in ``errors``)."""
     try:
         v = float(metric(X, Y))
-    except Exception:  # a metric that fails on a pair fails that comparison only
+    except Exception as exc:  # a metric that fails on a pair fails that comparison only
+        if errors is not None:
+            errors.append(f"{type(exc).__name__}: {exc}")
         return float("nan")
     return v if np.isfinite(v) else float("nan")
+
+
+def _all_failed(errors: list[str]) -> TestUnavailable:
+    first = errors[0] if errors else "non-finite values"
+    return TestUnavailable(f"the metric failed on the per-model activations ({first[:200]})")
 
 
 def log_grid(d: int) -> list[int]:
@@ -200,7 +210,7 @@ class PCDeletion(GroundTruthTest):
         if ctx.activations is None or ctx.labels is None:
             raise TestUnavailable("no per-layer activations")
         metric = ctx.metric(row)
-        units, scores = [], []
+        units, scores, errors = [], [], []
         for model in _models_in_results(ctx):
             arch = ctx.models[model].arch if model in ctx.models else None
             y = np.asarray(ctx.labels(model))
@@ -208,17 +218,19 @@ class PCDeletion(GroundTruthTest):
                 X = np.asarray(ctx.activations(model, layer), float)
                 if X.shape[1] < 2:
                     continue
-                dis, dacc = deletion_curve(metric, row.sign, X, y)
-                rho = spearman(dis, dacc) if np.isfinite(dis).all() else -1.0
+                dis, dacc = deletion_curve(metric, row.sign, X, y, errors)
+                if not np.isfinite(dis).all():
+                    continue  # the metric failed on this layer: not a unit
+                rho = spearman(dis, dacc)
                 units.append(f"{model}:{layer}")
                 scores.append((rho + 1) / 2)
         if not units:
-            raise TestUnavailable("no layer with at least 2 features")
+            raise _all_failed(errors) if errors else TestUnavailable("no layer with 2 features")
         return UnitScores.mean(self.unit, units, scores, features="pooled")
 
 
 def deletion_curve(
-    metric: Any, sign: float, X: np.ndarray, y: np.ndarray
+    metric: Any, sign: float, X: np.ndarray, y: np.ndarray, errors: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(dis(S), Δacc(S))`` over S = top-k and bottom-k principal components, k on
     :func:`log_grid` (MATH.md "PC deletion")."""
@@ -230,6 +242,6 @@ def deletion_curve(
     for k in log_grid(X.shape[1]):
         for S in (Vt[: min(k, r)], Vt[max(r - k, 0) :]):
             Xs = Xc - (Xc @ S.T) @ S
-            dis.append(-sign * _call(metric, Xc, Xs))
+            dis.append(-sign * _call(metric, Xc, Xs, errors))
             dacc.append(base - probe_accuracy(Xs, y))
     return np.array(dis), np.array(dacc)

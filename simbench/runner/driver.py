@@ -409,8 +409,11 @@ def _report(out_dir: Path, cache: Any, say: Callable[[str], None]) -> dict[str, 
 
     digests = [
         sha256_file(p) if p.is_file() else None
-        for p in (out_dir / "results.csv", out_dir / "invariance_checks.csv",
-                  out_dir / "model_data" / "index.json")
+        for p in (
+            out_dir / "results.csv",
+            out_dir / "invariance_checks.csv",
+            out_dir / "model_data" / "index.json",
+        )
     ]
     key = make_key("report", str(out_dir.resolve()), digests, simbench.__version__)
     rec = cache.get_json("report", key)

@@ -50,8 +50,11 @@ def model_info(node: Any) -> dict[str, Any]:
     if ds.name == "random_labels":  # same images as its base dataset, some labels replaced
         fraction = float(params.get("fraction", 1.0))
         base = params.get("base")
-        name, bparams = (base, {}) if isinstance(base, str) else (
-            dict(base or {}).get("name"), dict(base or {}).get("params") or {})
+        name, bparams = (
+            (base, {})
+            if isinstance(base, str)
+            else (dict(base or {}).get("name"), dict(base or {}).get("params") or {})
+        )
     else:
         fraction, name, bparams = 0.0, ds.name, params
     images = json.dumps({"name": name, "params": bparams}, sort_keys=True, default=str)

@@ -47,7 +47,9 @@ def describe_tests(plan: Any) -> str:
 
     names = getattr(plan.suite, "tests", None)
     table = plan_tests(planned_context(plan), names)
-    lines = ["leaderboard tests" + (" (suite `tests:`)" if names else " (default: those with inputs)")]
+    lines = [
+        "leaderboard tests" + (" (suite `tests:`)" if names else " (default: those with inputs)")
+    ]
     for r in table.itertuples(index=False):
         if r.scored and r.reason:
             state = f"scored, but every row will fail it: {r.reason}"
