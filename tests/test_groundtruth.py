@@ -465,3 +465,18 @@ def test_schema2_labels_and_features() -> None:
     assert new["alignment"].tolist() == [None, None, "procrustes"]
     assert new["error"].tolist() == [None, None, "boom"]
     assert new["depth_b"].tolist() == [0, 1, 1]
+
+
+def test_default_test_no_row_of_a_board_can_take_stays_off_it() -> None:
+    """Representation rows have a chance level, the weight metric has none: ``chance`` is
+    on the representation board only (named explicitly, it fails the weight row)."""
+    rows = [r for r in control_rows() if r["metric"] == "perfect"]
+    rows = [{**r, "z": 10.0} for r in rows]
+    rows += [{**r, "metric": "bures", "alignment": "procrustes", "features": None,
+              "consumes": "weights", "z": np.nan} for r in rows]  # fmt: skip
+    boards = score_boards(ctx_of(rows))
+    assert boards.tests == {"representations": ["chance", "controls"], "weights": ["controls"]}
+    assert boards.off["weights"][0][0] == "chance"
+    assert boards.wide["weights"].at[0, "rank"] == 1
+    named = score_boards(ctx_of(rows), ["chance", "controls"])
+    assert named.wide["weights"].at[0, "status"] == "incomplete"

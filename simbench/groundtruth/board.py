@@ -6,7 +6,9 @@ MATH.md "Boards and ranking":
   tests are the selected tests that apply to its metric kind (``test.boards``).
 - Tests are selected by name (the suite's ``tests:``), or by default every registered
   test whose inputs the run has (``test.missing(ctx) is None``); :func:`plan_tests` says
-  which will be scored and which lack inputs, and why.
+  which will be scored and which lack inputs, and why. A default test that no row of a
+  board can be scored on (e.g. ``chance`` for weight metrics without a chance level) is
+  left off that board, with the reason (``Boards.off``); a named test never is.
 - Each (row, test) gets its score, a 95 % percentile bootstrap interval over the test's
   units (``resamples`` ≥ 1000, seeded) and ``n_units``; a test that cannot score a row
   gives ``status = "failed: <reason>"``.
@@ -82,6 +84,9 @@ class Boards:
     details: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     tests: dict[str, list[str]] = field(default_factory=dict)  # board -> test names
     lacking: pd.DataFrame | None = None  # tests not run and why
+    #: board -> [(test, status of its first row)]: default tests no row of the board could
+    #: be scored on, left off that board
+    off: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def _seed(base: int, *parts: str) -> int:
@@ -108,16 +113,23 @@ def score_boards(
     long: list[dict[str, Any]] = []
     details: dict[tuple[str, str, str], dict[str, Any]] = {}
     per_board: dict[str, list[str]] = {}
+    off: dict[str, list[tuple[str, str]]] = {}
     for board in BOARDS:
         brows = [r for r in rows if r.board == board]
-        btests = [t for t in chosen if board in t.boards]
         if not brows:
             continue
+        scored = {}  # test name -> [(row, record, unit scores)]
+        for t in [t for t in chosen if board in t.boards]:
+            scored[t.name] = [(row, *_score_one(ctx, t, row, resamples)) for row in brows]
+            if names is None and all(us is None for _, _, us in scored[t.name]):
+                # a default test no row of this board can be scored on stays off the board
+                off.setdefault(board, []).append((t.name, scored.pop(t.name)[0][1]["status"]))
+        btests = [t for t in chosen if t.name in scored]
         per_board[board] = [t.name for t in btests]
-        for row in brows:
+        for i, row in enumerate(brows):
             results: dict[str, UnitScores] = {}
             for t in btests:
-                rec, us = _score_one(ctx, t, row, resamples)
+                _, rec, us = scored[t.name][i]
                 long.append(rec)
                 if us is not None:
                     results[t.name] = us
@@ -126,7 +138,7 @@ def score_boards(
     df = pd.DataFrame(long, columns=LONG_COLUMNS)
     df["n_units"] = df["n_units"].astype("int64")
     wide = {b: wide_table(df[df["board"] == b], per_board[b]) for b in per_board}
-    return Boards(df, wide, details, per_board, lacking)
+    return Boards(df, wide, details, per_board, lacking, off)
 
 
 def _key(row: Row) -> str:

@@ -87,7 +87,11 @@ def control_rows(boards: Boards) -> tuple[list[list[Any]], list[str]]:
 
 def lacking_notes(boards: Boards) -> list[str]:
     """One line per registered test not scored, with the reason."""
-    if boards.lacking is None:
-        return []
-    lack = boards.lacking[~boards.lacking["scored"]]
-    return [f"`{r.test}` not scored: {r.reason}" for r in lack.itertuples(index=False)]
+    out = []
+    if boards.lacking is not None:
+        lack = boards.lacking[~boards.lacking["scored"]]
+        out += [f"`{r.test}` not scored: {r.reason}" for r in lack.itertuples(index=False)]
+    for board, tests in boards.off.items():
+        out += [f"`{t}` not on the {board} board: no row could be scored ({why})"
+                for t, why in tests]  # fmt: skip
+    return out
