@@ -480,3 +480,14 @@ def test_default_test_no_row_of_a_board_can_take_stays_off_it() -> None:
     assert boards.wide["weights"].at[0, "rank"] == 1
     named = score_boards(ctx_of(rows), ["chance", "controls"])
     assert named.wide["weights"].at[0, "status"] == "incomplete"
+
+
+def test_model_tests_cap_their_models() -> None:
+    act, y = activations()
+    names = [f"m{i}" for i in range(5)]
+    rows = [cell(model_a=a, model_b=b, metric="perfect") for a, b in itertools.pairwise(names)]
+    ctx = ctx_of(rows, models={m: ModelInfo(arch="net") for m in names}, activations=act,
+                 labels=lambda m: y, metric_factory=lambda name, params: Planted(name))  # fmt: skip
+    assert LayerMonotonicity(max_models=2).score(ctx, row_of("perfect")).units == ["m0", "m1"]
+    assert len(LayerMonotonicity(max_models=None).score(ctx, row_of("perfect")).units) == 5
+    assert len(PCDeletion(max_models=1).score(ctx, row_of("perfect")).units) == len(LAYERS)

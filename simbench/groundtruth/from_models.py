@@ -113,6 +113,12 @@ class LayerMonotonicity(GroundTruthTest):
     boards = frozenset({"representations"})
     needs = "per-layer activations of every model (per-model data), ≥ 3 layers"
 
+    def __init__(self, max_models: int | None = 8) -> None:
+        """``max_models``: the first models (suite order) whose layers are units; they
+        compute the metric on every layer (pair) of every model, so the cost grows with
+        models × layers (None: all models)."""
+        self.max_models = max_models
+
     def missing(self, ctx: TestContext) -> str | None:
         if ctx.activations is None:
             return "no per-layer activations of the models in this run (per-model data)"
@@ -125,7 +131,7 @@ class LayerMonotonicity(GroundTruthTest):
             raise TestUnavailable("no per-layer activations")
         metric = ctx.metric(row)
         units, num, den, errors = [], [], [], []
-        for model in _models_in_results(ctx):
+        for model in _models_in_results(ctx)[: self.max_models]:
             arch = ctx.models[model].arch if model in ctx.models else None
             layers = ctx.layer_order(arch)
             acts = [np.asarray(ctx.activations(model, layer), float) for layer in layers]
@@ -201,6 +207,12 @@ class PCDeletion(GroundTruthTest):
     boards = frozenset({"representations"})
     needs = "per-layer activations and probe labels of the models (per-model data)"
 
+    def __init__(self, max_models: int | None = 8) -> None:
+        """``max_models``: the first models (suite order) whose layers are units; they
+        compute the metric on every layer (pair) of every model, so the cost grows with
+        models × layers (None: all models)."""
+        self.max_models = max_models
+
     def missing(self, ctx: TestContext) -> str | None:
         if ctx.activations is None or ctx.labels is None:
             return "no per-layer activations and probe labels in this run (per-model data)"
@@ -211,7 +223,7 @@ class PCDeletion(GroundTruthTest):
             raise TestUnavailable("no per-layer activations")
         metric = ctx.metric(row)
         units, scores, errors = [], [], []
-        for model in _models_in_results(ctx):
+        for model in _models_in_results(ctx)[: self.max_models]:
             arch = ctx.models[model].arch if model in ctx.models else None
             y = np.asarray(ctx.labels(model))
             for layer in ctx.layer_order(arch):
