@@ -491,3 +491,12 @@ def test_model_tests_cap_their_models() -> None:
     assert LayerMonotonicity(max_models=2).score(ctx, row_of("perfect")).units == ["m0", "m1"]
     assert len(LayerMonotonicity(max_models=None).score(ctx, row_of("perfect")).units) == 5
     assert len(PCDeletion(max_models=1).score(ctx, row_of("perfect")).units) == len(LAYERS)
+
+
+def test_context_reads_nulls_in_any_spelling() -> None:
+    """A table whose nulls were written as text (``""``, ``"None"``, ``"nan"``) by a CSV
+    round trip or a reader's ``astype(str)`` scores the same."""
+    rows = [r for r in control_rows() if r["metric"] == "perfect"]
+    text = [{**r, "alignment": "None", "error": "", "metric_params": "nan"} for r in rows]
+    a = Controls().score(ctx_of(rows), row_of("perfect")).point()
+    assert Controls().score(ctx_of(text), row_of("perfect")).point() == a == 1.0

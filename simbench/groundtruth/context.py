@@ -87,7 +87,9 @@ class TestContext:
         for col in ("metric_params", "alignment", "features", "error"):
             if col not in df.columns:
                 df[col] = None
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
+            # null in any spelling a reader may give it (NaN, None, "", "None", "nan")
+            vals = [None if _blank(v) else v for v in df[col].astype(object)]
+            df[col] = pd.Series(vals, index=df.index, dtype=object)
         df["value"] = pd.to_numeric(df["value"], errors="coerce")
         df["ok"] = df["error"].isna() & np.isfinite(df["value"].to_numpy(float))
         self.results = df
@@ -181,6 +183,10 @@ def rows_of(results: pd.DataFrame) -> list[Row]:
         board = "weights" if str(cons) == "weights" else "representations"
         out.append(Row(board, str(m), p, a, metric_label(m, p), _truthy(hib)))
     return out
+
+
+def _blank(x: Any) -> bool:
+    return _missing(x) or (isinstance(x, str) and x.strip() in ("", "None", "nan", "NaN"))
 
 
 def _missing(x: Any) -> bool:
