@@ -500,3 +500,16 @@ def test_context_reads_nulls_in_any_spelling() -> None:
     text = [{**r, "alignment": "None", "error": "", "metric_params": "nan"} for r in rows]
     a = Controls().score(ctx_of(rows), row_of("perfect")).point()
     assert Controls().score(ctx_of(text), row_of("perfect")).point() == a == 1.0
+
+
+def test_spearman_matches_scipy_with_ties() -> None:
+    from scipy import stats
+
+    from simbench.groundtruth.from_models import spearman
+
+    rng = np.random.default_rng(8)
+    for _ in range(20):
+        a = rng.integers(0, 5, size=30).astype(float)
+        b = a + rng.integers(0, 3, size=30)
+        assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic, abs=1e-12)
+    assert spearman(np.ones(5), np.arange(5.0)) == 0.0 and np.isnan(spearman([1, 2], [1, 2]))
