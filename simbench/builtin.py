@@ -39,6 +39,7 @@ ARCHITECTURE_MODULES = (
     "simbench.models.foreign",
 )
 EXECUTOR_MODULES = ("simbench.runner.executors", "simbench.runner.slurm")
+TEST_MODULES = ("simbench.groundtruth.from_results", "simbench.groundtruth.from_models")
 DATASET_MODULES = (
     "simbench.data.embedded",
     "simbench.data.torchvision_sets",
@@ -103,3 +104,10 @@ def simbench_register_executors() -> list[type]:
     from simbench.runner.base import Executor
 
     return plugins_in(EXECUTOR_MODULES, Executor)
+
+
+@hookimpl
+def simbench_register_tests() -> list[type]:
+    from simbench.groundtruth.base import GroundTruthTest
+
+    return plugins_in(TEST_MODULES, GroundTruthTest)

@@ -68,6 +68,17 @@ def simbench_register_executors() -> Sequence[type]:
     SLURM, ...) and returns their results in order."""
 
 
+@hookspec
+def simbench_register_tests() -> Sequence[type]:
+    """Return ground-truth test classes (subclasses of ``GroundTruthTest``).
+
+    A test scores every (metric, alignment) of a board in [0, 1] with a bootstrap interval
+    over its resampling unit (MATH.md: Ground-truth tests). It declares the boards it
+    applies to (``representations``, ``weights``), says which inputs a suite lacks
+    (``missing(ctx)``) and computes per-row unit scores (``score(ctx, row)``).
+    """
+
+
 #: plugin kind -> name of the hook that registers it
 KIND_HOOKS: dict[str, str] = {
     "architecture": "simbench_register_architectures",
@@ -76,6 +87,7 @@ KIND_HOOKS: dict[str, str] = {
     "metric": "simbench_register_metrics",
     "shrinkage": "simbench_register_shrinkages",
     "executor": "simbench_register_executors",
+    "test": "simbench_register_tests",
 }
 KINDS: tuple[str, ...] = tuple(KIND_HOOKS)
 

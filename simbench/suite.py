@@ -379,10 +379,28 @@ class Suite(_Strict):
     draws: PosInt = 1
     executor: Ref = Field(default_factory=lambda: PluginRef(name="local"))
     run: RunLimits = Field(default_factory=RunLimits)
+    #: ground-truth tests the leaderboard scores (plugins of kind ``test``); default: every
+    #: test whose inputs the run has (MATH.md "Boards and ranking")
+    tests: Annotated[list[str], Field(min_length=1)] | None = None
 
     _file: str = PrivateAttr("<suite>")
     _models: dict[str, _Model] = PrivateAttr(default_factory=dict)
     _pairs: list[tuple[str, str]] = PrivateAttr(default_factory=list)
+
+    @field_validator("tests")
+    @classmethod
+    def _known_tests(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        reg = default_registry()
+        for name in v:
+            try:
+                reg.get("test", name)
+            except UnknownPluginError as exc:  # did-you-mean and the known tests
+                raise ValueError(str(exc)) from None
+        if len(set(v)) != len(v):
+            raise ValueError("a test is named twice")
+        return v
 
     @field_validator("name")
     @classmethod
@@ -511,7 +529,9 @@ class Suite(_Strict):
         default filled in, mappings with sorted keys, paths resolved. ``output``, ``cache``,
         ``executor`` and ``run`` are left out: where results are written, where jobs run
         and their time limits do not change them."""
-        data = self.model_dump(mode="json", exclude={"output", "cache", "executor", "run"})
+        data = self.model_dump(
+            mode="json", exclude={"output", "cache", "executor", "run", "tests"}
+        )  # ``tests`` choose what the leaderboard scores, not what the results hold
         # keys added for foreign models, left out at their defaults: earlier hashes hold
         if data.get("layer_features") == "pooled":
             del data["layer_features"]

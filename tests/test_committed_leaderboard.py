@@ -1,8 +1,9 @@
 """The committed CPU-sized paper run (leaderboard/gm_controls_cpu): consistent and on the bar.
 
-The leaderboard is recomputed from the committed results with the current code and must
-equal the committed ``leaderboard.csv`` (so a change to the ranking logic that would
-silently stale the committed table fails here: regenerate with
+The leaderboard (long ``leaderboard.csv``: board, metric, alignment, test, score, CI,
+units, status) is recomputed from the committed results (schema 1, read through the
+schema-3 adapter) with the current code and must equal the committed one (so a change to
+the scoring that would silently stale the committed table fails here: regenerate with
 ``simbench report leaderboard/gm_controls_cpu``). The issue's bar is asserted on the
 committed numbers: the normalised Bures similarity orders seed > dataset > labels on at
 least the first three layers (GM Fig. 4).
@@ -27,16 +28,33 @@ pytestmark = pytest.mark.skipif(not RUN.is_dir(), reason="no committed leaderboa
 
 @pytest.fixture(scope="module")
 def run() -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    df, meta = load_results(RUN)  # schema 3; the leaderboard groups by display labels
-    return display_view(df), meta, pd.read_csv(RUN / CHECKS_FILE)
+    df, meta = load_results(RUN)  # schema 3
+    return df, meta, pd.read_csv(RUN / CHECKS_FILE)
 
 
 def test_committed_leaderboard_is_what_the_code_computes(run) -> None:
     df, meta, checks = run
-    board, _ = build_leaderboard(df, meta, checks)
+    boards = build_leaderboard(df, meta, checks)
     committed = pd.read_csv(RUN / "leaderboard.csv", keep_default_na=True)
-    fresh = pd.read_csv(io.StringIO(board.to_csv(index=False)), keep_default_na=True)
+    fresh = pd.read_csv(io.StringIO(boards.long.to_csv(index=False)), keep_default_na=True)
     pd.testing.assert_frame_equal(fresh, committed, check_exact=False, rtol=1e-12)
+
+
+def test_committed_boards(run) -> None:
+    """Two boards; every representation row scored on the same three tests; the weight
+    rows on controls only (their layer × layer cells do not exist; the invariance test is
+    about activations); the classifier layer's failed cell fails that layer's controls."""
+    df, meta, checks = run
+    boards = build_leaderboard(df, meta, checks)
+    assert boards.tests == {
+        "representations": ["controls", "invariances", "layer_id"], "weights": ["controls"]
+    }  # fmt: skip
+    rep = boards.wide["representations"]
+    assert rep["rank"].notna().all() and rep["overall"].nunique() == len(rep)
+    assert set(rep["metric"]) == {"cka", "svcca", "pwcca", "procrustes_distance"}
+    w = boards.wide["weights"].set_index(["metric", "alignment"])
+    assert w.loc[("bures(draws=8)", "procrustes"), "controls"] == pytest.approx(8 / 9)
+    assert w["overall"].nunique() >= 3
 
 
 def test_results_table_shape(run) -> None:
@@ -51,7 +69,7 @@ def test_results_table_shape(run) -> None:
 @pytest.mark.parametrize("alignment", ["procrustes", "permutation"])
 def test_bures_reproduces_the_control_ordering(run, alignment) -> None:
     df, _, _ = run
-    rows = valid_rows(df)
+    rows = valid_rows(display_view(df))  # relation_means groups by display labels
     rows = rows[(rows["metric"] == "bures(draws=8)") & (rows["alignment"] == alignment)]
     means = relation_means(rows).pivot_table(index="layer", columns="relation", values="mean")
     for layer in ("conv1", "conv2", "conv3"):

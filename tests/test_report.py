@@ -19,6 +19,7 @@ import pytest
 
 import simbench
 from simbench.cli import main
+from simbench.groundtruth.from_results import Controls, LayerIdentification
 from simbench.invariance import check_invariances, relative_change, transform
 from simbench.metrics.base import Metric
 from simbench.plugin import Invariance
@@ -26,9 +27,8 @@ from simbench.report import ReportError, load_results, write_report
 from simbench.report.leaderboard import (
     baseline_of,
     build_leaderboard,
-    control_ordering,
-    layer_identification,
     relation_means,
+    test_context,
 )
 
 COLUMNS = [
@@ -135,27 +135,35 @@ def identification_rows() -> list[dict]:
     return rows
 
 
+def _score(test, rows: list[dict], metric: str, hib: bool = True):
+    from simbench.groundtruth.base import Row
+
+    return test.score(test_context(frame(rows)), Row("representations", metric, None, None,
+                                                     metric, hib))  # fmt: skip
+
+
 def test_layer_identification_known_accuracies() -> None:
-    got = layer_identification(frame(identification_rows())).set_index("metric")
-    assert got.at["good", "layer_identification"] == 1.0
-    assert got.at["bad", "layer_identification"] == pytest.approx(5.5 / 8, abs=1e-12)
-    assert got.at["dist", "layer_identification"] == 1.0
-    assert got.at["good", "layer_id_n"] == 8
-    assert got.at["dist", "layer_id_n"] == 4
+    """Both directions of each seed pair (B's layers against A's from the same matrix):
+    bad gets 5 of 8 in pair 1 and 6 of 8 in pair 2 -> 11/16 = 0.6875; the anti-diagonal
+    dataset pair is ignored."""
+    t = LayerIdentification()
+    good = _score(t, identification_rows(), "good")
+    assert good.point() == 1.0 and good.detail["decisions"] == 16 and len(good.units) == 2
+    assert _score(t, identification_rows(), "bad").point() == pytest.approx(11 / 16)
+    dist = _score(t, identification_rows(), "dist", hib=False)
+    assert dist.point() == 1.0 and dist.detail["decisions"] == 8
 
 
 def test_layer_identification_needs_layer_matrix() -> None:
     rows = [row(metric="cka", layer_a=x, layer_b=x, value=0.9) for x in LAYERS]
-    got = layer_identification(frame(rows))
-    assert np.isnan(got["layer_identification"].iloc[0])
-    assert got["layer_id_n"].iloc[0] == 0
+    with pytest.raises(Exception, match="no layer × layer cells"):
+        _score(LayerIdentification(), rows, "cka")
 
 
 def test_constant_metric_gets_chance_credit_not_full() -> None:
     """All four layers tie: each decision is credited 1/4 (random tie-breaking)."""
     rows = matrix_rows("flat", np.full((4, 4), 0.3), ("m@0", "m@1"))
-    got = layer_identification(frame(rows))
-    assert got["layer_identification"].iloc[0] == pytest.approx(0.25, abs=1e-12)
+    assert _score(LayerIdentification(), rows, "flat").point() == pytest.approx(0.25)
 
 
 def control_rows() -> list[dict]:
@@ -198,13 +206,13 @@ def control_rows() -> list[dict]:
 
 
 def test_control_ordering_fraction_and_detail() -> None:
-    summary, detail = control_ordering(frame(control_rows()), LAYERS)
-    s = summary.set_index("metric")
-    assert s.at["ctl", "control_ordering"] == pytest.approx(2 / 3, abs=1e-12)
-    assert (s.at["ctl", "control_held"], s.at["ctl", "control_layers"]) == (2, 3)
-    assert s.at["dist", "control_ordering"] == pytest.approx(2 / 3, abs=1e-12)
-    assert s.at["two", "control_ordering"] == 0.5
-    d = detail[detail["metric"] == "ctl"].set_index("layer")
+    t = Controls()
+    ctl = _score(t, control_rows(), "ctl")
+    assert ctl.point() == pytest.approx(2 / 3, abs=1e-12) and ctl.units == LAYERS[:3]
+    assert _score(t, control_rows(), "dist", hib=False).point() == pytest.approx(2 / 3)
+    # ``two`` lacks the dataset relation: no layer holds (MATH.md: a missing relation fails)
+    assert _score(t, control_rows(), "two").point() == 0.0
+    d = pd.DataFrame(ctl.detail["layers"]).set_index("layer")
     assert d["seed"].to_dict() == pytest.approx({"conv1": 0.9, "conv2": 0.8, "conv3": 0.7})
     assert d["labels"].to_dict() == pytest.approx({"conv1": 0.5, "conv2": 0.65, "conv3": 0.4})
     assert d["holds"].tolist() == [True, False, True]
@@ -213,23 +221,15 @@ def test_control_ordering_fraction_and_detail() -> None:
 def test_control_ordering_shows_random_labels_without_scoring_them() -> None:
     """A random_labels pair (rla vs rlb) at 0.95 would break seed > … if it were scored."""
     rows = control_rows() + [
-        row(
-            metric="ctl",
-            relation="random_labels",
-            model_a="r@0",
-            model_b="r@1",
-            layer_a=layer,
-            layer_b=layer,
-            value=0.95,
-        )
+        row(metric="ctl", relation="random_labels", model_a="r@0", model_b="r@1",
+            layer_a=layer, layer_b=layer, value=0.95)
         for layer in ("conv1", "conv2")
-    ]
-    summary, detail = control_ordering(frame(rows), LAYERS)
-    assert summary.set_index("metric").at["ctl", "control_ordering"] == pytest.approx(2 / 3)
-    d = detail[detail["metric"] == "ctl"].set_index("layer")
+    ]  # fmt: skip
+    ctl = _score(Controls(), rows, "ctl")
+    assert ctl.point() == pytest.approx(2 / 3)
+    d = pd.DataFrame(ctl.detail["layers"]).set_index("layer")
     assert d["random_labels"].iloc[:2].tolist() == pytest.approx([0.95, 0.95])
     assert np.isnan(d.at["conv3", "random_labels"])
-    assert d["holds"].tolist() == [True, False, True]
 
 
 def test_relation_means_error_bars() -> None:
@@ -258,17 +258,13 @@ def test_baseline_flags() -> None:
 
 
 def test_leaderboard_rank_ties_and_score() -> None:
-    """Seed diagonals are 1 and the dataset pair's diagonal is 1 − 0.2|2i − 3| < 1, so the
-    control ordering holds on all 4 layers for good and bad. good: (1 + 1)/2 = 1; dist:
-    layer ID only, 1 -> tied 1=; bad: (0.6875 + 1)/2 = 0.84375 -> rank 3."""
-    board, _ = build_leaderboard(frame(identification_rows()))
-    b = board.set_index("metric")
-    assert b.at["good", "rank"] == "1=" and b.at["dist", "rank"] == "1="
-    assert b.at["bad", "rank"] == "3"
-    assert b.at["good", "control_ordering"] == 1.0 and b.at["good", "criteria"] == 2
-    assert b.at["bad", "score"] == pytest.approx(0.84375, abs=1e-12)
-    assert b.at["dist", "criteria"] == 1
-    assert list(board["metric"]) == ["good", "dist", "bad"]  # tie: more criteria first
+    """Only layer_id can run (no labels pairs): good and dist tie at 1, bad 11/16."""
+    boards = build_leaderboard(frame(identification_rows()))
+    assert boards.tests == {"representations": ["layer_id"]}
+    b = boards.wide["representations"].set_index("metric")
+    assert b.at["good", "rank"] == 1 and b.at["dist", "rank"] == 1 and b.at["bad", "rank"] == 3
+    assert b.at["bad", "overall"] == pytest.approx(11 / 16)
+    assert list(b.index) == ["dist", "good", "bad"]
 
 
 def checks_table() -> pd.DataFrame:
@@ -320,37 +316,32 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_leaderboard_from_report_files(report_dir: Path) -> None:
-    """Expected: cka (1 + 1 + 1)/3 = 1; bures controls 3/4 = 0.75;
-    svcca (0.75 + 0 + 0.75)/3 = 0.5; rsa unranked (all cells failed)."""
-    board = pd.read_csv(report_dir / "leaderboard.csv").set_index("metric")
-    assert board.at["cka", "layer_identification"] == 1.0
-    assert board.at["cka", "control_ordering"] == 1.0
-    assert board.at["cka", "invariances"] == 1.0
-    assert board.at["cka", "score"] == pytest.approx(1.0)
-    assert board.at["svcca", "layer_identification"] == pytest.approx(0.75)
-    assert board.at["svcca", "control_ordering"] == 0.0
-    assert board.at["svcca", "invariances"] == pytest.approx(0.75)
-    assert board.at["svcca", "score"] == pytest.approx(0.5)
-    assert board.at["bures", "control_ordering"] == pytest.approx(0.75)
-    assert np.isnan(board.at["bures", "invariances"])
-    assert board.at["bures", "criteria"] == 1
-    assert board.at["bures", "score"] == pytest.approx(0.75)
-    assert board.at["rsa", "rank"] == "-" and board.at["rsa", "errors"] == 1
-    assert board["rank"].tolist() == ["1", "2", "3", "-"]
-    assert board["baseline"].fillna("").to_dict() == {
-        "cka": "linear CKA", "bures": "", "svcca": "SVCCA", "rsa": ""
-    }  # fmt: skip
+    """cka: layer_id 1, controls 1/4 (conv2-4 lack dataset/labels pairs), invariances 4/4
+    -> 0.75; svcca: 0.75, 0/4, 3/4 -> 0.5; rsa: every cell failed, no layer × layer cells:
+    incomplete; bures (weights board): controls 3/4."""
+    long = pd.read_csv(report_dir / "leaderboard.csv", keep_default_na=False)
+    assert list(long.columns) == ["board", "metric", "alignment", "test", "score", "ci_low",
+                                  "ci_high", "n_units", "status"]  # fmt: skip
+    s = long.set_index(["metric", "test"])["score"].replace("", np.nan).astype(float)
+    assert s["cka", "layer_id"] == 1.0 and s["cka", "controls"] == 0.25
+    assert s["cka", "invariances"] == 1.0 and s["cka", "overall"] == pytest.approx(0.75)
+    assert s["svcca", "layer_id"] == 0.75 and s["svcca", "controls"] == 0.0
+    assert s["svcca", "invariances"] == 0.75 and s["svcca", "overall"] == pytest.approx(0.5)
+    assert s["bures", "controls"] == 0.75 and s["bures", "overall"] == 0.75
+    st = long.set_index(["metric", "test"])["status"]
+    assert st["rsa", "overall"] == "incomplete" and st["rsa", "layer_id"].startswith("failed: ")
+    assert set(long.loc[long["metric"] == "bures", "board"]) == {"weights"}
 
 
 def test_markdown_tables_in_ranking_order(report_dir: Path) -> None:
     md = (report_dir / "leaderboard.md").read_text()
-    table = [ln for ln in md.splitlines() if re.match(r"\| (\d+=?|-) \|", ln)]
+    table = [ln for ln in md.splitlines() if re.match(r"\| (\d+|-) \|", ln)]
     names = [ln.split("|")[2].strip() for ln in table]
-    assert names == ["cka", "bures", "svcca", "rsa"]
-    assert "| 1 | cka | none | linear CKA | 1.000 (4) | 1.000 (1/1) | 1.000 (4/4) |" in md
-    assert "| 3 | svcca | none | SVCCA | 0.750 (4) | 0.000 (0/1) | 0.750 (3/4) |" in md
+    assert names[:3] == ["cka", "svcca", "rsa"] and names[3] == "bures"
+    assert "| 1 | cka | linear CKA | positions | same- and cross-layer | 0.250 [" in md
+    assert "| - | rsa |" in md and "incomplete" in md
     report = (report_dir / "report.md").read_text()
-    assert report.index("| 1 | cka") < report.index("| 2 | bures") < report.index("| 3 | svcca")
+    assert report.index("| 1 | cka") < report.index("| 2 | svcca")
     for png in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
         assert (report_dir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -421,7 +412,7 @@ def test_cli_report_prints_leaderboard(tmp_path: Path, capsys: pytest.CaptureFix
     save(tmp_path, frame(identification_rows()))
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| 1= | dist | none |" in out and "| 3 | bad | none |" in out
+    assert "| 1 | dist |" in out and "| 3 | bad |" in out
     assert (tmp_path / "leaderboard.md").is_file() and (tmp_path / "report.html").is_file()
 
 

@@ -116,17 +116,21 @@ def test_summary_has_the_board_top_failures_and_paths():
     )
     text = format_summary(run, top=2)
     lines = text.splitlines()
-    committed = pd.read_csv(BOARD / "leaderboard.csv")
-    assert lines[0] == f"leaderboard (top 2 of {len(committed)}):"
-    first = committed.iloc[0]
+    long = pd.read_csv(BOARD / "leaderboard.csv")
+    rep = long[(long.board == "representations") & (long.test == "overall")]
+    rep = rep.sort_values("score", ascending=False, kind="stable")
+    assert lines[0] == f"representations board (top 2 of {len(rep)}):"
+    first = rep.iloc[0]  # the leader: its overall score and its bootstrap interval
     assert lines[1].split() == [
-        str(first["rank"]),
+        "1",
         first["metric"],
-        "·",
-        first["alignment"],
         "score",
         f"{first.score:.3f}",
+        f"[{first.ci_low:.3f},",
+        f"{first.ci_high:.3f}]",
     ]
+    weights = [i for i, line in enumerate(lines) if line.startswith("weights board (top 2 of")]
+    assert weights and lines[weights[0] + 1].split()[0] == "1="  # tied with the leader
     assert f"failed cells: 4 of {len(df)}; first reasons:" in lines
     assert "  3 × ValueError: C2 has no eigenvalue left (e.g. bures at conv1)" in lines
     assert any(line.startswith("  1 × RuntimeError: boom") for line in lines)

@@ -1,26 +1,30 @@
-"""The leaderboard: every (metric, alignment) scored on ground-truth tests from a suite's results.
+"""The leaderboard: representation and weight boards scored on the ground-truth tests.
 
-MATH.md "Ground-truth checks a metric is scored on", computed from the tidy results table
-only (one row per pair, layer pair, alignment, metric, draw):
+MATH.md "Ground-truth tests a metric is scored on" and "Boards and ranking"; the tests are
+plugins of kind ``test`` (:mod:`simbench.groundtruth`), scored by
+:func:`simbench.groundtruth.board.score_boards`. The rules:
 
-- **layer identification** (Kornblith 2019): over pairs of relation ``seed``, for each layer
-  ``i`` of A, is the most similar layer of B (respecting ``higher_is_better``) layer ``i``?
-  Needs rows with ``layer_a != layer_b`` (``layer_matrix: true``), else n/a.
-- **control ordering** (GM Fig. 4): per layer, does ``seed > dataset > labels`` hold for the
-  mean similarity (the relations present; with two of them, that pair)? Fraction of layers.
-- **invariances**: fraction of the metric's claimed invariances verified on the suite's own
-  activations (``invariance_checks.csv``, see :func:`simbench.invariance.check_invariances`).
+- one board per metric kind (``representations``, ``weights``); one row per metric
+  (plugin + parameters) and alignment (weight metrics; representation rows are not
+  aligned). The feature convention of the cells each test read (``positions``,
+  ``pooled``, ``flattened``) and whether the row has same-layer and/or cross-layer cells
+  are columns of their own;
+- every row of a board is scored on the same tests (the selected tests that apply to the
+  board); each score carries a 95 % bootstrap interval over the test's unit;
+- a test that cannot run for a row is shown as failed with its reason and the row is
+  ``incomplete``: no overall score, no rank (never averaged over fewer tests);
+- overall = mean of the board's test scores, its interval from resampling all tests' units
+  jointly; complete rows are ranked by it (equal scores to 1e-9 share a rank) and a row
+  whose interval overlaps the leader's is marked tied with it.
 
-**Ranking rule**: ``score`` = the unweighted mean of the criteria available for that row
-(each in [0, 1]; n/a ones are left out, and ``criteria`` says how many were used). Rows
-are ranked by ``score``, highest first; equal scores (to 1e-9) share a rank
-("competition" ranking 1, 2, 2, 4) and are shown as ``2=``, listed with more criteria
-first; rows with no criterion, or whose cells all failed, are unranked (``-``).
+``leaderboard.csv`` is the long table (:data:`simbench.groundtruth.board.LONG_COLUMNS`:
+``board, metric, alignment, test, score, ci_low, ci_high, n_units, status``; ``test`` is
+``overall`` for the overall score); ``leaderboard.md`` and the report's HTML show the wide
+tables (per-test score, interval and rank; overall; tied).
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 from collections.abc import Callable
@@ -127,48 +131,6 @@ def _truthy(x: Any) -> bool:
     return bool(x)
 
 
-def _group_keys() -> list[str]:
-    return ["metric", "alignment"]
-
-
-# -- (a) layer identification ------------------------------------------------------------
-def layer_identification(df: pd.DataFrame) -> pd.DataFrame:
-    """Kornblith 2019 layer identification per (metric, alignment) over ``seed`` pairs.
-
-    For each seed pair and layer ``i`` of A scored against at least two layers of B
-    (including ``i``), the most similar layer of B is found on the draw-averaged values.
-    A tie between ``k`` layers that includes ``i`` counts ``1/k`` (the chance of picking
-    ``i`` when breaking the tie at random), so a constant metric gets no free credit.
-    Columns: metric, alignment, layer_identification (accuracy or NaN), layer_id_n (number
-    of (pair, layer) decisions).
-    """
-    out = []
-    seed = df[df["relation"] == "seed"]
-    for (metric, alignment), rows in df.groupby(_group_keys(), sort=False):
-        acc, n = float("nan"), 0
-        srows = seed[(seed["metric"] == metric) & (seed["alignment"] == alignment)]
-        if len(srows) and (srows["layer_a"] != srows["layer_b"]).any():
-            sign = _direction(rows)
-            means = srows.groupby(["model_a", "model_b", "layer_a", "layer_b"], sort=False)[
-                "value"
-            ].mean()
-            credit = 0.0
-            for (_, _, layer), cand in means.groupby(level=[0, 1, 2], sort=False):
-                layers_b = cand.index.get_level_values("layer_b")
-                if len(cand) < 2 or layer not in set(layers_b):
-                    continue
-                s = sign * cand.to_numpy(dtype=float)
-                best = s.max()
-                ties = layers_b[s >= best - TIE_TOL * max(1.0, abs(best))]
-                credit += (1.0 / len(ties)) if layer in set(ties) else 0.0
-                n += 1
-            acc = credit / n if n else float("nan")
-        out.append(
-            {"metric": metric, "alignment": alignment, "layer_identification": acc, "layer_id_n": n}
-        )
-    return pd.DataFrame(out, columns=["metric", "alignment", "layer_identification", "layer_id_n"])
-
-
 # -- (b) control ordering ------------------------------------------------------------------
 def relation_means(df: pd.DataFrame) -> pd.DataFrame:
     """Per (metric, alignment, relation, layer) on same-layer rows: mean and uncertainty.
@@ -213,207 +175,128 @@ def relation_means(df: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def control_ordering(df: pd.DataFrame, order: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """GM Fig. 4 control ordering per (metric, alignment): summary and per-layer detail.
+# -- the boards --------------------------------------------------------------------------
+def models_from_results(df: pd.DataFrame, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:class:`~simbench.groundtruth.context.ModelInfo` per model id.
 
-    For each layer with at least two of the relations ``seed``, ``dataset``, ``labels``,
-    the ordering holds when the relation means are strictly decreasing in that order
-    (increasing for a distance, ``higher_is_better = False``). Summary columns:
-    metric, alignment, control_ordering (fraction of such layers, NaN if none),
-    control_held, control_layers. Detail: metric, alignment, layer, one column per
-    relation (mean; also ``random_labels``, shown but not scored), holds.
+    ``meta["models"]`` (per model: arch, dataset, seed, fraction, images, test_acc,
+    train_acc; written by the runner) wins; otherwise architecture, dataset and seed come
+    from the results columns, the relations from the pairs, and the label-noise fraction
+    is 0 except for ``random_labels`` datasets, where it is unknown (None).
     """
-    means = relation_means(df[df["relation"].isin(CONTROL_ORDER + CONTROL_CONTEXT)])
-    summary, detail = [], []
-    for (metric, alignment), rows in df.groupby(_group_keys(), sort=False):
-        sign = _direction(rows)
-        m = means[(means["metric"] == metric) & (means["alignment"] == alignment)]
-        held = total = 0
-        if not m.empty:
-            table = m.pivot_table(index="layer", columns="relation", values="mean")
-            layers = [x for x in order if x in table.index]
-            for layer in layers:
-                vals = [(r, table.at[layer, r]) for r in CONTROL_ORDER if r in table.columns]
-                vals = [(r, v) for r, v in vals if np.isfinite(v)]
-                rec: dict[str, Any] = {"metric": metric, "alignment": alignment, "layer": layer}
-                rec.update({r: v for r, v in vals})
-                rec.update({r: table.at[layer, r] for r in CONTROL_CONTEXT if r in table.columns})
-                if len(vals) >= 2:
-                    s = [sign * v for _, v in vals]
-                    ok = all(a > b for a, b in itertools.pairwise(s))
-                    rec["holds"] = ok
-                    held += ok
-                    total += 1
-                else:
-                    rec["holds"] = pd.NA
-                detail.append(rec)
-        summary.append(
-            {
-                "metric": metric,
-                "alignment": alignment,
-                "control_ordering": held / total if total else float("nan"),
-                "control_held": held,
-                "control_layers": total,
-            }
+    from simbench.groundtruth.context import ModelInfo
+
+    declared = (meta or {}).get("models") or {}
+    rel: dict[str, set[str]] = {}
+    found: dict[str, dict[str, Any]] = {}
+    for side in ("a", "b"):
+        cols = [f"model_{side}", f"arch_{side}", f"dataset_{side}", f"seed_{side}"]
+        have = [c for c in cols if c in df.columns]
+        for rec in df[[*have, "relation"]].drop_duplicates().to_dict("records"):
+            m = str(rec[f"model_{side}"])
+            rel.setdefault(m, set()).add(str(rec["relation"]))
+            found.setdefault(m, {
+                "arch": rec.get(f"arch_{side}"), "dataset": rec.get(f"dataset_{side}"),
+                "seed": rec.get(f"seed_{side}"),
+            })  # fmt: skip
+    out = {}
+    for m, info in found.items():
+        d = dict(declared.get(m) or {})
+        dataset = d.get("dataset", info["dataset"])
+        fraction = d.get("fraction", None if "random_labels" in str(dataset) else 0.0)
+        seed = d.get("seed", info["seed"])
+        out[m] = ModelInfo(
+            arch=d.get("arch", info["arch"]),
+            dataset=None if dataset is None else str(dataset),
+            seed=None if seed is None or pd.isna(seed) else int(seed),
+            relations=tuple(sorted(rel.get(m, ()))),
+            fraction=None if fraction is None else float(fraction),
+            images=d.get("images"),
+            test_acc=d.get("test_acc"),
+            train_acc=d.get("train_acc"),
         )
-    cols = ["metric", "alignment", "layer", *CONTROL_ORDER, *CONTROL_CONTEXT, "holds"]
-    det = pd.DataFrame(detail)
-    det = det.reindex(columns=cols) if not det.empty else pd.DataFrame(columns=cols)
-    return pd.DataFrame(
-        summary,
-        columns=["metric", "alignment", "control_ordering", "control_held", "control_layers"],
-    ), det
+    return out
 
 
-# -- (c) invariances -----------------------------------------------------------------------
-def invariance_summary(checks: pd.DataFrame | None) -> pd.DataFrame:
-    """Per metric: the fraction of claimed invariances verified (``passed``) in ``checks``.
+def test_context(
+    df: pd.DataFrame,
+    meta: dict[str, Any] | None = None,
+    checks: pd.DataFrame | None = None,
+    *,
+    data: Any = None,
+) -> Any:
+    """The :class:`~simbench.groundtruth.context.TestContext` of a run's results.
 
-    ``checks`` has the columns of :func:`simbench.invariance.check_invariances` (at least
-    metric, invariance, claimed, passed). Claimed rows whose ``passed`` is missing (the
-    metric could not be evaluated on the stored activations) are left out; a metric with
-    no evaluable claimed invariance gets NaN. ``unclaimed_invariant`` lists unclaimed
-    invariances that nevertheless held (a claim the metric could add, or a weak test).
+    ``data`` supplies per-model data (an object with ``logits(model)``, ``labels(model)``
+    and ``activations(model, layer)``, e.g. :class:`simbench.runner.model_data.ModelData`);
+    without it the tests that need it lack their inputs.
     """
-    cols = ["metric", "invariances", "inv_verified", "inv_claimed", "unclaimed_invariant"]
-    if checks is None or checks.empty:
-        return pd.DataFrame(columns=cols)
-    c = checks.copy()
-    c["claimed"] = c["claimed"].map(_truthy_strict)
-    c["passed"] = c["passed"].map(_truthy_strict)
-    rows = []
-    for metric, g in c.groupby("metric", sort=False):
-        claimed = g[(g["claimed"] == True) & g["passed"].notna()]  # noqa: E712
-        verified = int((claimed["passed"] == True).sum())  # noqa: E712
-        unclaimed_ok = g[(g["claimed"] == False) & (g["passed"] == False)]  # noqa: E712
-        rows.append(
-            {
-                "metric": metric,
-                "invariances": verified / len(claimed) if len(claimed) else float("nan"),
-                "inv_verified": verified,
-                "inv_claimed": len(claimed),
-                "unclaimed_invariant": ", ".join(unclaimed_ok["invariance"].astype(str)),
-            }
-        )
-    return pd.DataFrame(rows, columns=cols)
+    from simbench.groundtruth.context import TestContext
+    from simbench.groundtruth.schema2 import to_schema3
+
+    df3 = to_schema3(df, meta)
+    layers = (meta or {}).get("layers")
+    meta = dict(meta or {})
+    if not meta.get("models") and getattr(data, "info", None):
+        meta["models"] = data.info
+    return TestContext(
+        df3,
+        models=models_from_results(df3, meta),
+        layers=dict(layers) if isinstance(layers, dict) else {},
+        checks=checks,
+        logits=getattr(data, "logits", None),
+        labels=getattr(data, "labels", None),
+        activations=getattr(data, "activations", None),
+    )
 
 
-def _truthy_strict(x: Any) -> Any:
-    """True/False from bools or their text; missing (None, NaN, "", NA) stays None."""
-    if x is None or x is pd.NA:
-        return None
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, str):
-        t = x.strip().lower()
-        if t in ("true", "1", "yes"):
-            return True
-        if t in ("false", "0", "no"):
-            return False
-        return None
-    return bool(x)
-
-
-# -- the leaderboard -----------------------------------------------------------------------
-CRITERIA = ("layer_identification", "control_ordering", "invariances")
+test_context.__test__ = False  # type: ignore[attr-defined]  # not a pytest test
 
 
 def build_leaderboard(
     df: pd.DataFrame,
     meta: dict[str, Any] | None = None,
     checks: pd.DataFrame | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ranked leaderboard and the per-layer control-ordering detail.
+    *,
+    tests: list[str] | None = None,
+    data: Any = None,
+) -> Any:
+    """The scored boards of a run (:class:`simbench.groundtruth.board.Boards`).
 
-    ``df`` is the full results table (failed cells included: they are counted in
-    ``errors`` and otherwise ignored). Returns ``(board, control_detail)``; ``board`` has
-    one row per (metric, alignment) with rank, baseline, the three criteria, ``criteria``
-    (how many are available), ``score`` (their mean; module docstring) and bookkeeping.
+    ``tests``: the test names to score (default: the suite's ``tests:`` recorded in
+    ``meta["tests"]``, else every test whose inputs the run has).
+    Each wide table gains ``baseline``, ``features`` (the feature conventions of the
+    row's cells) and ``layers`` (``same-layer``, ``cross-layer`` or both).
     """
-    keys = _group_keys()
-    valid = valid_rows(df)
-    order = layer_order(df, meta)
-    lid = layer_identification(valid)
-    ctrl, detail = control_ordering(valid, order)
-    inv = invariance_summary(checks)
+    from simbench.groundtruth.board import score_boards
 
-    base = []
-    params_col = "metric_params" if "metric_params" in df.columns else None
-    for (metric, alignment), rows in df.groupby(keys, sort=False):
-        ok = valid_rows(rows)
-        params = rows[params_col].iloc[0] if params_col else None
-        base.append(
-            {
-                "metric": metric,
-                "alignment": alignment,
-                "baseline": baseline_of(metric, params),
-                "higher_is_better": _truthy(rows["higher_is_better"].iloc[0]),
-                "consumes": rows["consumes"].iloc[0] if "consumes" in rows else "",
-                "rows": len(rows),
-                "errors": len(rows) - len(ok),
-                "mean_value": float(ok["value"].mean()) if len(ok) else float("nan"),
-            }
-        )
-    board = pd.DataFrame(base)
-    board = board.merge(lid, on=keys, how="left").merge(ctrl, on=keys, how="left")
-    # invariances are per metric label; fall back to the plugin name when labels differ
-    inv_cols = ["invariances", "inv_verified", "inv_claimed", "unclaimed_invariant"]
-    none = {"invariances": float("nan"), "inv_verified": 0, "inv_claimed": 0,
-            "unclaimed_invariant": ""}  # fmt: skip
-    by_metric = {str(r["metric"]): r for r in inv.to_dict("records")}
-    found = []
-    for metric in board["metric"]:
-        rec = by_metric.get(metric) or by_metric.get(metric_base(metric)) or none
-        found.append({c: rec[c] for c in inv_cols})
-    board = pd.concat([board, pd.DataFrame(found, columns=inv_cols)], axis=1)
-    crit = board[list(CRITERIA)].astype(float)
-    board["criteria"] = crit.notna().sum(axis=1).astype(int)
-    # a row whose every cell failed has nothing of its own to rank (only its metric's
-    # invariance checks): it is left unranked
-    board["score"] = crit.mean(axis=1, skipna=True).where(board["rows"] > board["errors"])
-    board = _rank(board)
-    cols = [
-        "rank",
-        "metric",
-        "alignment",
-        "baseline",
-        "layer_identification",
-        "layer_id_n",
-        "control_ordering",
-        "control_held",
-        "control_layers",
-        "invariances",
-        "inv_verified",
-        "inv_claimed",
-        "criteria",
-        "score",
-        "higher_is_better",
-        "consumes",
-        "mean_value",
-        "rows",
-        "errors",
-        "unclaimed_invariant",
-    ]
-    for c in ("layer_id_n", "control_held", "control_layers", "inv_verified", "inv_claimed"):
-        board[c] = board[c].fillna(0).astype(int)
-    return board[cols].reset_index(drop=True), detail
+    ctx = test_context(df, meta, checks, data=data)
+    if tests is None and isinstance((meta or {}).get("tests"), list):
+        tests = list(meta["tests"])  # the suite's ``tests:``
+    boards = score_boards(ctx, tests)
+    res = ctx.results
+    for wide in boards.wide.values():
+        feats, spans, bases = [], [], []
+        for metric, alignment in zip(wide["metric"], wide["alignment"], strict=True):
+            rows = res[res["metric"].map(str) == metric_base(metric)]
+            rows = rows[[_label_of(r) == metric for r in rows.itertuples(index=False)]]
+            if alignment:
+                rows = rows[rows["alignment"] == alignment]
+            else:
+                rows = rows[rows["alignment"].isna()]
+            feats.append(", ".join(sorted(set(rows["features"].dropna().astype(str)))))
+            same = (rows["layer_a"] == rows["layer_b"]).any()
+            cross = (rows["layer_a"] != rows["layer_b"]).any()
+            spans.append("same- and cross-layer" if same and cross
+                         else "cross-layer" if cross else "same-layer")  # fmt: skip
+            bases.append(baseline_of(metric))
+        wide.insert(3, "baseline", bases)
+        wide.insert(4, "features", feats)
+        wide.insert(5, "layers", spans)
+    return boards
 
 
-def _rank(board: pd.DataFrame) -> pd.DataFrame:
-    """Sort by score (NaN last), then criteria (more first), then names; competition ranks."""
-    board = board.assign(_key=-board["score"].fillna(-np.inf)).sort_values(
-        ["_key", "criteria", "metric", "alignment"],
-        ascending=[True, False, True, True],
-        kind="stable",
-    )
-    scores = board["score"].to_numpy(float)
-    ranks: list[str] = []
-    for i, s in enumerate(scores):
-        if not np.isfinite(s):
-            ranks.append("-")
-            continue
-        first = next(j for j in range(i + 1) if abs(scores[j] - s) <= TIE_TOL)
-        tied = sum(1 for t in scores if np.isfinite(t) and abs(t - s) <= TIE_TOL) > 1
-        ranks.append(f"{first + 1}=" if tied else str(first + 1))
-    board["rank"] = ranks
-    return board.drop(columns="_key")
+def _label_of(r: Any) -> str:
+    from simbench.groundtruth.context import metric_label
+
+    return metric_label(r.metric, r.metric_params)

@@ -14,14 +14,13 @@ from typing import Any
 import pandas as pd
 
 from simbench.report import ReportError, plots
+from simbench.report.board_tables import RULE, board_rows, control_rows, lacking_notes
 from simbench.report.leaderboard import (
-    CONTROL_CONTEXT,
-    CONTROL_ORDER,
     build_leaderboard,
     layer_order,
     valid_rows,
 )
-from simbench.report.render import fmt, html_image, html_page, html_table, markdown_table
+from simbench.report.render import html_image, html_page, html_table, markdown_table
 from simbench.runner.results import display_view, upgrade
 
 #: the tidy results columns of the design (schema_version 2; version 1 lacks the five
@@ -125,61 +124,6 @@ def _atomic_write(path: Path, data: bytes | str) -> None:
         raise
 
 
-def _board_rows(board: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
-    headers = [
-        "Rank", "Metric", "Alignment", "Baseline", "Layer ID", "Controls", "Invariances",
-        "Criteria", "Score",
-    ]  # fmt: skip
-    rows = []
-    for r in board.itertuples(index=False):
-        lid = fmt(r.layer_identification)
-        if r.layer_id_n:
-            lid += f" ({r.layer_id_n})"
-        ctl = fmt(r.control_ordering)
-        if r.control_layers:
-            ctl += f" ({r.control_held}/{r.control_layers})"
-        inv = fmt(r.invariances)
-        if r.inv_claimed:
-            inv += f" ({r.inv_verified}/{r.inv_claimed})"
-        rows.append(
-            [
-                r.rank, r.metric, r.alignment, r.baseline or "", lid, ctl, inv,
-                f"{r.criteria}/3", fmt(r.score),
-            ]
-        )  # fmt: skip
-    return rows, headers
-
-
-RULE = (
-    "Each metric × alignment is scored on the ground-truth tests of MATH.md, computed from "
-    "this suite's own results: **Layer ID** = layer identification accuracy over seed pairs "
-    "(Kornblith 2019; the fraction of layers of A whose most similar layer of B is the same "
-    "layer, ties credited 1/k; number of decisions in brackets; needs `layer_matrix: true`), "
-    "**Controls** = fraction of layers where mean similarity is ordered seed > dataset > "
-    "labels (GM Fig. 4; relations present; layers held/checked in brackets), "
-    "**Invariances** = fraction of the metric's claimed invariances verified on the suite's "
-    "activations (|Δ|/max(1,|v|) ≤ 1e-6). **Score** = mean of the available criteria (n/a "
-    "ones left out; **Criteria** says how many); ranked by score, equal scores share a rank "
-    "(shown `2=`); rows without any criterion, or whose cells all failed, are unranked "
-    "(`-`). Baselines: SVCCA, linear "
-    "CKA, SRM (fit quality) and Procrustes (shape distance)."
-)
-
-
-def _control_rows(detail: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
-    shown = CONTROL_ORDER + CONTROL_CONTEXT
-    present = [r for r in shown if r in detail.columns and detail[r].notna().any()]
-    names = {"random_labels": "random labels a/b (not scored)"}
-    headers = ["Metric", "Alignment", "Layer", *(names.get(r, r) for r in present), "Holds"]
-    rows = []
-    for r in detail.itertuples(index=False):
-        d = r._asdict()
-        holds = d["holds"]
-        mark = "n/a" if holds is None or holds is pd.NA else ("yes" if holds else "no")
-        rows.append([d["metric"], d["alignment"], d["layer"], *(d[p] for p in present), mark])
-    return rows, headers
-
-
 def _checks_rows(checks: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
     invs = list(dict.fromkeys(checks["invariance"].astype(str)))
     headers = ["Metric", *invs]
@@ -226,9 +170,9 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """
     root = Path(output_dir)
     df, meta = load_results(root)
-    df = display_view(df)  # the label columns the leaderboard and figures group by
     checks, checks_note = _load_checks(root)
-    board, detail = build_leaderboard(df, meta, checks)
+    boards = build_leaderboard(df, meta, checks, data=_model_data(root))
+    df = display_view(df)  # the label columns the figures group by
     valid = valid_rows(df)
     order = layer_order(df, meta)
 
@@ -274,10 +218,7 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     meta_rows.append(["rows per relation", ", ".join(f"{k}: {v}" for k, v in relations.items())])
 
     notes = [n for n in (checks_note,) if n]
-    if not (df["layer_a"] != df["layer_b"]).any():
-        notes.append("no layer × layer rows (`layer_matrix: false`): layer identification n/a")
-    if not df["relation"].isin(CONTROL_ORDER).any():
-        notes.append("no seed/dataset/labels pairs: control ordering n/a")
+    notes += lacking_notes(boards)
     if missing_arrays:
         notes.append(f"{missing_arrays} referenced eigenvector array(s) could not be read")
     if not eig:
@@ -285,8 +226,10 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
             "no eigenvector-overlap arrays referenced by the results: no GM Fig. 3 heatmaps"
         )
 
-    b_rows, b_head = _board_rows(board)
-    c_rows, c_head = _control_rows(detail)
+    tables = []  # (board, rows, headers, failed-test notes)
+    for name, wide in boards.wide.items():
+        tables.append((name, *board_rows(wide, boards.tests[name], name)))
+    c_rows, c_head = control_rows(boards)
     k_rows, k_head = _checks_rows(checks) if checks is not None else ([], [])
     e_rows, e_head = _error_rows(df)
 
@@ -298,8 +241,9 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "leaderboard_csv": root / "leaderboard.csv",
         "figures": fig_dir,
     }
-    _atomic_write(paths["leaderboard_csv"], board.to_csv(index=False))
-    lb = [f"# Leaderboard: {suite}\n", RULE + "\n", markdown_table(b_rows, b_head)]
+    _atomic_write(paths["leaderboard_csv"], boards.long.to_csv(index=False))
+    lb = [f"# Leaderboard: {suite}\n", RULE + "\n"]
+    lb += _md_boards(tables)
     if notes:
         lb.append("\n".join(f"- {n}" for n in notes) + "\n")
     if c_rows:
@@ -310,7 +254,7 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
     # report.md
     md = [f"# simbench report: {suite}\n", markdown_table(meta_rows, ["Key", "Value"])]
-    md += ["## Leaderboard\n", RULE + "\n", markdown_table(b_rows, b_head)]
+    md += ["## Leaderboard\n", RULE + "\n", *_md_boards(tables)]
     if notes:
         md.append("\n".join(f"- {n}" for n in notes) + "\n")
     sections = [("Depth curves (GM Fig. 4)", "depth-"), ("Layer × layer similarity", "layers-"),
@@ -336,12 +280,20 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
         )
     )
     body += ["<h2>Leaderboard</h2>", f"<p>{_md_inline(RULE)}</p>"]
-    body.append(
-        html_table(
-            b_rows, b_head, left=(1, 2, 3),
-            row_classes=["baseline" if r[3] else "" for r in b_rows],
+    for name, b_rows, b_head, b_notes in tables:
+        body.append(f"<h3>{_esc(name.capitalize())} board</h3>")
+        left = tuple(range(1, b_head.index("Layers") + 1))
+        base = b_head.index("Baseline")
+        body.append(
+            html_table(
+                b_rows,
+                b_head,
+                left=left,
+                row_classes=["baseline" if r[base] else "" for r in b_rows],
+            )
         )
-    )  # fmt: skip
+        if b_notes:
+            body.append("<ul>" + "".join(f"<li>{_md_inline(n)}</li>" for n in b_notes) + "</ul>")
     if notes:
         body.append("<ul>" + "".join(f"<li>{_md_inline(n)}</li>" for n in notes) + "</ul>")
     for title, prefix in sections:
@@ -357,6 +309,22 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
         body += ["<h2>Failed cells</h2>", html_table(e_rows, e_head, left=(0, 1, 3))]
     _atomic_write(paths["report_html"], html_page(f"simbench report: {suite}", "".join(body)))
     return paths
+
+
+def _md_boards(tables: list[tuple[str, list, list, list]]) -> list[str]:
+    out = []
+    for name, rows, headers, notes in tables:
+        out += [f"### {name.capitalize()} board\n", markdown_table(rows, headers)]
+        if notes:
+            out.append("\n".join(f"- {n}" for n in notes) + "\n")
+    return out
+
+
+def _model_data(root: Path) -> Any:
+    """Per-model data of the run (probe logits, labels, activations), or None."""
+    from simbench.runner.model_data import ModelData
+
+    return ModelData.open(root)
 
 
 def _esc(text: str) -> str:

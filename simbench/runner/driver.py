@@ -155,6 +155,10 @@ def run_suite(
     if dry_run:
         sched = plan.schedule(force, verify=False)
         say(plan.describe(sched))
+        if report:
+            from simbench.runner.test_plan import describe_tests
+
+            say(describe_tests(plan))
         return RunSummary(plan, sched, dry_run=True)
 
     stale = _remove_stale_temps(plan.cache.root, Path(suite.output_dir))
@@ -183,6 +187,7 @@ def run_suite(
     from simbench.runner.results import assemble, write_checks, write_results
 
     df, meta = assemble(plan, summary.failed_keys)
+    meta["tests"] = suite.tests  # the leaderboard's ground-truth tests (None: default)
     out_dir = Path(suite.output_dir)
     summary.results = df
     summary.paths = write_results(df, meta, out_dir)
@@ -196,6 +201,10 @@ def run_suite(
         f"{summary.paths['csv'].name}"
     )
     if report:
+        # per-model data for the ground-truth tests (isolated: simbench.runner.model_data_job)
+        from simbench.runner.model_data_job import export_model_data
+
+        export_model_data(plan, out_dir, say)
         summary.report = _report(out_dir, plan.cache, say, verbose)
     if echo is not None:
         from simbench.runner.summary import format_summary
@@ -414,7 +423,11 @@ def _report(
 
     digests = [
         sha256_file(p) if p.is_file() else None
-        for p in (out_dir / "results.csv", out_dir / "invariance_checks.csv")
+        for p in (
+            out_dir / "results.csv",
+            out_dir / "invariance_checks.csv",
+            out_dir / "model_data" / "index.json",
+        )
     ]
     key = make_key("report", str(out_dir.resolve()), digests, simbench.__version__)
     rec = cache.get_json("report", key)

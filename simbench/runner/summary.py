@@ -13,25 +13,24 @@ from typing import Any
 __all__ = ["format_summary", "leaderboard_boards"]
 
 #: interval columns a board may give for its score, first match wins
-_CI_COLUMNS = (("score_ci_low", "score_ci_high"), ("ci_low", "ci_high"))
+_CI_COLUMNS = (("overall_ci_low", "overall_ci_high"), ("ci_low", "ci_high"))
 
 
 def leaderboard_boards(output_dir: str | os.PathLike) -> dict[str, Any]:
-    """``{board name: DataFrame}`` of the run in ``output_dir``, from the leaderboard
-    module's public function (:func:`simbench.report.leaderboard.build_leaderboard`, one
-    board today), ranked as in ``leaderboard.md``."""
+    """``{board name: wide DataFrame}`` of the run in ``output_dir`` (the
+    ``representations`` and ``weights`` boards of
+    :func:`simbench.report.leaderboard.build_leaderboard`), ranked as in ``leaderboard.md``."""
     import pandas as pd
 
     from simbench.report import load_results
     from simbench.report.leaderboard import build_leaderboard
     from simbench.report.writer import CHECKS_FILE
-    from simbench.runner.results import display_view
 
     df, meta = load_results(output_dir)
     path = Path(output_dir) / CHECKS_FILE
     checks = pd.read_csv(path) if path.is_file() else None
-    board, _ = build_leaderboard(display_view(df), meta, checks)
-    return {"leaderboard": board}
+    boards = build_leaderboard(df, meta, checks)
+    return {f"{name} board": wide for name, wide in boards.wide.items()}
 
 
 def _num(x: Any) -> str:
@@ -54,7 +53,12 @@ def _board_lines(name: str, board: Any, top: int) -> list[str]:
         metric = label(r.get("metric", "?"), r.get("metric_params"))
         align = r.get("alignment")
         where = f" · {align}" if isinstance(align, str) and align else ""
-        text = f"  {r.get('rank', '')!s:>3}  {metric}{where}  score {_num(r.get('score'))}"
+        rank = r.get("rank")
+        rank = (
+            "-" if rank is None or rank != rank else f"{int(rank)}" + ("=" if r.get("tied") else "")
+        )
+        score = _num(r.get("overall", r.get("score")))
+        text = f"  {rank:>3}  {metric}{where}  score {score}"
         if ci is not None:
             text += f" [{_num(r.get(ci[0]))}, {_num(r.get(ci[1]))}]"
         lines.append(text)
