@@ -223,6 +223,16 @@ def stream_moments_at(
     return moments
 
 
+def require_same_grid(hw_a: Sequence[int], hw_b: Sequence[int], what: str) -> None:
+    """``ValueError`` naming ``what`` when two layers' spatial sizes differ (paired channel
+    samples need the same positions, :func:`channel_samples`)."""
+    if tuple(hw_a) != tuple(hw_b):
+        raise ValueError(
+            f"{what}: spatial sizes {tuple(hw_a)} and {tuple(hw_b)} differ; "
+            "paired samples need the same positions"
+        )
+
+
 def paired_channel_samples(
     ya: torch.Tensor,
     yb: torch.Tensor,
@@ -234,11 +244,7 @@ def paired_channel_samples(
     """:func:`channel_samples` of two layers at the same positions; ``ValueError`` naming
     ``what`` (e.g. "layers 'a' and 'b' ... at their output") when their spatial sizes
     differ, since paired samples need the same positions."""
-    if ya.shape[2:] != yb.shape[2:]:
-        raise ValueError(
-            f"{what}: spatial sizes {tuple(ya.shape[2:])} and {tuple(yb.shape[2:])} differ; "
-            "paired samples need the same positions"
-        )
+    require_same_grid(ya.shape[2:], yb.shape[2:], what)
     return (
         channel_samples(ya, positions, seed, batch_index),
         channel_samples(yb, positions, seed, batch_index),

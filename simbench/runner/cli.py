@@ -36,6 +36,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--force", choices=STAGES, default=None, help="recompute this stage and what depends on it"
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads per job (default: the suite's run.threads, else the cores "
+        "divided among the jobs running at once)",
+    )
     p.set_defaults(func=_cmd_run)
     return p
 
@@ -45,6 +53,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from simbench.runner.driver import run_suite
     from simbench.suite import SuiteError, load_suite
 
+    if args.threads is not None and args.threads < 1:
+        print(f"simbench run: error: --threads must be >= 1; got {args.threads}", file=sys.stderr)
+        return 2
     try:
         suite = load_suite(args.suite)
     except SuiteError as exc:
@@ -52,7 +63,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     try:
         summary = run_suite(
-            suite, dry_run=args.dry_run, force=args.force, report=not args.no_report
+            suite,
+            dry_run=args.dry_run,
+            force=args.force,
+            report=not args.no_report,
+            threads=args.threads,
         )
     except SimbenchError as exc:  # plan errors, unknown plugins; other errors are bugs
         print(f"simbench run: error: {exc}", file=sys.stderr)
