@@ -155,15 +155,15 @@ def run_suite(
     plan = build_plan(suite, persist=not dry_run)
     for w in plan.warnings:
         say(f"warning: {w}")
+    threads = threads or suite.run.threads
     if dry_run:
-        sched = plan.schedule(force, verify=False)
+        sched = plan.schedule(force, verify=False, threads=threads)
         say(plan.describe(sched))
         return RunSummary(plan, sched, dry_run=True)
 
     stale = _remove_stale_temps(plan.cache.root, Path(suite.output_dir))
     if stale:
         say(f"removed {stale} temporary files left by interrupted writes")
-    threads = threads or suite.run.threads
     sched = plan.schedule(force, verify=True, threads=threads)
     executor = executor or make_executor(suite.executor_ref())
     if hasattr(executor, "bind"):
