@@ -354,20 +354,24 @@ class Cache:
         self,
         stage: str,
         key: str,
-        files: Mapping[str, str | os.PathLike],
+        files: Mapping[str, str | os.PathLike | np.ndarray],
         meta: Mapping[str, Any] | None = None,
         inputs: Sequence[str] = (),
     ) -> Path:
-        """:meth:`put_arrays` from ``.npy`` files (``{array name: path}``), streamed into
-        the uncompressed ``.npz`` so that the arrays never need to fit in memory; the
-        ``.npy`` files are left to the caller."""
+        """:meth:`put_arrays` from ``.npy`` files (``{array name: path}``, streamed into the
+        uncompressed ``.npz`` so that the arrays never need to fit in memory; the files are
+        left to the caller) or arrays (written without a copy)."""
         if NPZ_KEY in files:
             raise ValueError(f"{NPZ_KEY!r} is reserved in cache array files")
         path = self.path(stage, key, "npz")
         with atomic_path(path) as tmp:
             with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
                 for name, src in files.items():
-                    zf.write(src, f"{name}.npy")
+                    if isinstance(src, np.ndarray):
+                        with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                            np.lib.format.write_array(f, src, allow_pickle=False)
+                    else:
+                        zf.write(src, f"{name}.npy")
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, np.array(f"{stage}/{key}"))
                 zf.writestr(f"{NPZ_KEY}.npy", buf.getvalue())

@@ -29,12 +29,14 @@ forward pass in float64 and gives the values of the earlier pair-wise extraction
 exactly (the same samples reach the same float64 accumulators in the same order).
 Pooled features are averaged in float64 before they are stored.
 
-Memory: the job holds the model, one batch of activations of every selected layer
-(``batch_size × Σ_L (C_in·H_in·W_in + C_out·H_out·W_out)`` values) and the page cache
-of the arrays being written: the stored arrays are written batch by batch into ``.npy``
-files (``numpy.lib.format.open_memmap``) and streamed into the cache entry, so resident
-memory does not grow with the number of probe images (the disk holds ``n·(P·ΣC + ...)``
-values in the forward dtype).
+Memory bound: the job holds the model, one batch of activations of every selected
+layer (``batch_size × Σ_L (C_in·H_in·W_in + C_out·H_out·W_out)`` values) and at most
+:data:`MEMORY_BUDGET` (256 MiB) of stored arrays; arrays beyond it are written batch by
+batch into memory-mapped ``.npy`` parts (``numpy.lib.format.open_memmap``, pages the
+kernel can drop) and streamed into the cache entry, so resident memory does not grow
+with the number of probe images (the disk holds ``n·(P·ΣC + ...)`` values in the
+forward dtype). Readers map the entry (:meth:`Cache.open_arrays`) and read the rows
+they touch: the pair stage one forward batch of one layer at a time.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ __all__ = [
     "run_represent",
 ]
 
+#: bytes of a store held in memory while it is written; larger stores are written to
+#: memory-mapped ``.npy`` parts (then copied into the cache entry) beyond it
+MEMORY_BUDGET = 256 << 20
 #: bump when the layout of a store changes (part of the represent keys)
 REPRESENT_FORMAT = 1
 DTYPES = ("float32", "float64")
@@ -120,7 +125,7 @@ class _Writer:
     """Arrays written batch by batch into ``.npy`` files next to the store, then streamed
     into the cache entry (:meth:`Cache.put_array_files`)."""
 
-    def __init__(self, cache: Cache, key: str, n: int):
+    def __init__(self, cache: Cache, key: str, n: int, budget: int = MEMORY_BUDGET):
         from simbench.io import temp_path
 
         self.n, self.folder = n, cache.path("represent", key, "npz").parent
@@ -129,32 +134,33 @@ class _Writer:
         self.files: dict[str, Path] = {}
         self._maps: dict[str, np.ndarray] = {}
         self._rows: dict[str, int] = {}
+        self._budget = budget  # bytes still to be held in memory
 
     def write(self, name: str, chunk: np.ndarray, images: int, start: int) -> None:
         """Rows of images ``start .. start+images`` (``chunk.shape[0]`` is a multiple of
         ``images``: the rows per image are the same in every batch)."""
         per = chunk.shape[0] // images
         if name not in self._maps:
-            path = self._temp()
-            self.files[name] = path
-            self._maps[name] = np.lib.format.open_memmap(
-                path, "w+", chunk.dtype, (self.n * per, *chunk.shape[1:])
-            )
+            shape = (self.n * per, *chunk.shape[1:])
+            size = int(np.prod(shape)) * chunk.dtype.itemsize
+            if size <= self._budget:  # in memory (no file written twice)
+                self._budget -= size
+                self._maps[name] = np.empty(shape, chunk.dtype)
+            else:
+                path = self._temp()
+                self.files[name] = path
+                self._maps[name] = np.lib.format.open_memmap(path, "w+", chunk.dtype, shape)
             self._rows[name] = per
         if per != self._rows[name]:
             raise ValueError(f"{name}: {per} rows per image in one batch, not {self._rows[name]}")
         self._maps[name][start * per : (start + images) * per] = chunk
 
     def put(self, cache: Cache, key: str, arrays: Mapping[str, np.ndarray], **kw: Any) -> None:
-        for name, value in arrays.items():
-            path = self._temp()
-            self.files[name] = path
-            with open(path, "wb") as f:
-                np.save(f, value)
-        for m in self._maps.values():
-            m.flush()
-        self._maps.clear()  # close the maps before the files are read back
-        cache.put_array_files("represent", key, self.files, **kw)
+        # memory-mapped parts are shared with the page cache: what they hold is what their
+        # files read back (no msync: the cache entry's checksum guards against a lost write)
+        parts = {k: self.files.get(k, v) for k, v in self._maps.items()}
+        cache.put_array_files("represent", key, {**parts, **arrays}, **kw)
+        self._maps.clear()
 
     def cleanup(self) -> None:
         self._maps.clear()
@@ -209,7 +215,7 @@ def _represent(job: RepresentJob, cache: Cache) -> dict[str, Any]:
                     if opts.flat:
                         writer.write(f"flat/{name}", _host(y.reshape(len(y), -1)), len(y), start)
                     if opts.pooled:
-                        f = y.double().mean(dim=(2, 3)) if y.ndim == 4 else y.double()
+                        f = y.mean(dim=(2, 3), dtype=torch.float64) if y.ndim == 4 else y
                         writer.write(f"pool/{name}", _host(f.to(dtype)), len(y), start)
                     if opts.maps:
                         writer.write(f"map/{name}", _host(y), len(y), start)
