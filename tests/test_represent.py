@@ -316,3 +316,27 @@ def test_memory_mapped_arrays_equal_the_loaded_ones(tmp_path):
     with pytest.warns(CacheCorruptionWarning):
         assert cache.open_arrays("st", "k2") is None
     assert not p.exists()
+
+
+@pytest.mark.parametrize("budget", [0, 1 << 20])
+def test_store_writer_in_memory_or_through_memory_mapped_parts(tmp_path, budget):
+    """A store larger than the memory budget is written batch by batch into .npy parts
+    (removed afterwards); either way the entry holds the same arrays."""
+    from simbench.runner.represent import _Writer
+
+    cache = Cache(tmp_path)
+    g = np.random.default_rng(0)
+    full = g.standard_normal((10 * 3, 4)).astype(np.float32)  # 10 images, 3 rows each
+    w = _Writer(cache, "k" * 24, 10, budget=budget)
+    for start, stop in ((0, 4), (4, 8), (8, 10)):
+        w.write("out/x", full[start * 3 : stop * 3], stop - start, start)
+    with pytest.raises(ValueError, match="rows per image"):
+        w.write("out/x", full[:5], 1, 0)
+    w.put(cache, "k" * 24, {"labels": np.arange(10)}, meta={"m": 1}, inputs=["in"])
+    w.cleanup()
+    got, meta = cache.open_arrays("represent", "k" * 24, ["in"])
+    np.testing.assert_array_equal(got["out/x"], full)
+    np.testing.assert_array_equal(got["labels"], np.arange(10))
+    assert meta == {"m": 1}
+    left = [p.name for p in cache.path("represent", "k" * 24, "npz").parent.iterdir()]
+    assert sorted(left) == sorted(["k" * 24 + ".npz", "k" * 24 + ".npz.json"]), left
