@@ -14,6 +14,7 @@ paired layers share a spatial size read the same positions of the same images.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -109,15 +110,21 @@ def channel_samples(
     if act.ndim != 4:
         raise ValueError(f"expected (B, C) or (B, C, H, W) activations; got {tuple(act.shape)}")
     b, c, h, w = act.shape
-    flat = act.permute(0, 2, 3, 1).reshape(b, h * w, c)
     if positions is None or positions >= h * w:
-        return flat.reshape(b * h * w, c)
+        return act.permute(0, 2, 3, 1).reshape(b * h * w, c)
+    idx = _positions(int(seed), int(batch_index), b, h, w, int(positions)).to(act.device)
+    # gathered in (B, C, H·W) layout: only the picked positions are copied
+    picked = torch.gather(act.reshape(b, c, h * w), 2, idx[:, None, :].expand(b, c, positions))
+    return picked.permute(0, 2, 1).reshape(b * positions, c)
+
+
+@functools.lru_cache(maxsize=64)
+def _positions(seed: int, batch_index: int, b: int, h: int, w: int, positions: int) -> torch.Tensor:
+    """The ``(b, positions)`` position indices of :func:`channel_samples` (memoised: every
+    layer of the same spatial size, at both sites and in every model, reads the same)."""
     state = np.random.SeedSequence([seed, batch_index, h, w]).generate_state(1)[0]
     gen = torch.Generator().manual_seed(int(state))
-    idx = torch.argsort(torch.rand(b, h * w, generator=gen), dim=1)[:, :positions]
-    idx = idx.to(act.device)
-    picked = torch.gather(flat, 1, idx[:, :, None].expand(b, positions, c))
-    return picked.reshape(b * positions, c)
+    return torch.argsort(torch.rand(b, h * w, generator=gen), dim=1)[:, :positions]
 
 
 @dataclass(frozen=True)
@@ -223,6 +230,16 @@ def stream_moments_at(
     return moments
 
 
+def require_same_grid(hw_a: Sequence[int], hw_b: Sequence[int], what: str) -> None:
+    """``ValueError`` naming ``what`` when two layers' spatial sizes differ (paired channel
+    samples need the same positions, :func:`channel_samples`)."""
+    if tuple(hw_a) != tuple(hw_b):
+        raise ValueError(
+            f"{what}: spatial sizes {tuple(hw_a)} and {tuple(hw_b)} differ; "
+            "paired samples need the same positions"
+        )
+
+
 def paired_channel_samples(
     ya: torch.Tensor,
     yb: torch.Tensor,
@@ -234,11 +251,7 @@ def paired_channel_samples(
     """:func:`channel_samples` of two layers at the same positions; ``ValueError`` naming
     ``what`` (e.g. "layers 'a' and 'b' ... at their output") when their spatial sizes
     differ, since paired samples need the same positions."""
-    if ya.shape[2:] != yb.shape[2:]:
-        raise ValueError(
-            f"{what}: spatial sizes {tuple(ya.shape[2:])} and {tuple(yb.shape[2:])} differ; "
-            "paired samples need the same positions"
-        )
+    require_same_grid(ya.shape[2:], yb.shape[2:], what)
     return (
         channel_samples(ya, positions, seed, batch_index),
         channel_samples(yb, positions, seed, batch_index),

@@ -34,6 +34,13 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+def temp_path(path: str | os.PathLike) -> Path:
+    """A unique temporary name next to ``path`` (``.<name>.<host>-<pid>.<12 hex>.tmp``),
+    removed by :func:`remove_stale_temps` once its writer is gone."""
+    path = Path(path)
+    return path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success (optionally fsync and)
@@ -44,7 +51,7 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{_HOST}-{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
+    tmp = temp_path(path)
     try:
         yield tmp
         if fsync:

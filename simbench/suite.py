@@ -212,7 +212,9 @@ class Probe(_Strict):
     image in conv layers (``null``: all); ``batch_size``: images per forward pass;
     ``blocks``: contiguous blocks of images for the jackknife standard error of every
     score; ``null_pairings``: seeded derangements of the images for its chance level
-    (0: none) (MATH.md: Uncertainty and chance of one score)."""
+    (0: none) (MATH.md: Uncertainty and chance of one score); ``dtype``: the forward
+    pass's precision (``float32``, or ``float64`` for the values of a float64 forward;
+    statistics are accumulated in float64 either way, :mod:`simbench.runner.represent`)."""
 
     dataset: Ref = Field(default_factory=lambda: PluginRef(name="embedded"))
     split: Literal["train", "test"] = "test"
@@ -222,6 +224,7 @@ class Probe(_Strict):
     batch_size: PosInt = 250
     blocks: Annotated[int, Strict(), Field(ge=2)] = 20
     null_pairings: NonNegInt = 4
+    dtype: Literal["float32", "float64"] = "float32"
 
     @field_validator("null_pairings")
     @classmethod
@@ -243,10 +246,14 @@ class RunLimits(_Strict):
     (default :data:`DEFAULT_CELL_TIMEOUT_S`); ``job_timeout_s``: one job of any stage
     (training, one pair's extraction, one layer's alignments or scores; default none).
     A cell or job over its limit is stopped (its worker process killed) and recorded as
-    failed with the limit; the others go on. Limits never change results or cache keys."""
+    failed with the limit; the others go on. Limits never change results or cache keys.
+    ``threads``: torch and BLAS threads of each job (default: the cores divided among
+    the local executor's worker processes, so parallel jobs do not oversubscribe them;
+    the CLI's ``--threads`` overrides it)."""
 
     cell_timeout_s: Seconds | None = DEFAULT_CELL_TIMEOUT_S
     job_timeout_s: Seconds | None = None
+    threads: PosInt | None = None
 
 
 class SamePairs(_Strict):

@@ -121,7 +121,9 @@ def test_score_extract_and_checkpoint_copied_under_another_key(base, tmp_path):
     for ext in ("npz", "npz.json"):
         _copy(cache.path("extract", e_src, ext), cache.path("extract", victim.extract_key, ext))
     cache.discard("score", victim.key)
-    # vgg@0's checkpoint (weights and sidecar) copied over vgg@1's: the pair is re-extracted
+    # vgg@0's checkpoint (weights and sidecar) copied over vgg@1's, whose store is lost: the
+    # store is made again (after training), then the pair's file
+    cache.discard("represent", plan.models["vgg@1"].represent_key)
     models = root / "models"
     a, b = (models / plan.models[r].train_key for r in ("vgg@0", "vgg@1"))
     for name in ("model.safetensors", "model.json"):

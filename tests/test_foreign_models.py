@@ -89,7 +89,8 @@ def test_different_seeds_lower_and_equal_to_the_suite_path(tmp_path):
              "weights": str(tmp_path / f"{m}.safetensors"), "normalization": norm}
             for m in ("a", "b")
         ],
-        "probe": {"images": 32, "batch_size": 16},
+        # a float64 forward: the suite path equals the float64 compare path to 1e-9
+        "probe": {"images": 32, "dtype": "float64", "batch_size": 16},
         "layers": layers,
         "alignments": ["procrustes"],
         "metrics": ["cka", BURES],
@@ -199,7 +200,8 @@ def test_runner_layer_matrix_scores_dft_for_every_layer_pair(tmp_path):
              "weights": str(tmp_path / "r18.safetensors"),
              "normalization": {**NORM, "crop_pct": 1.0}, "input_size": 32},
         ],
-        "probe": {"images": 24, "batch_size": 24},
+        # a float64 forward: the suite path equals the float64 compare path to 1e-9
+        "probe": {"images": 24, "dtype": "float64", "batch_size": 24},
         "layers": ["conv1", "conv2", "layer1.0.conv2", "fc"],
         "layer_matrix": True,
         "metrics": ["cka", "svcca_dft"],

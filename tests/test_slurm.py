@@ -297,7 +297,8 @@ def test_status_shows_cache_progress_and_jobs(tmp_path_factory, capsys):
     run = run_suite(path, echo=said.append, report=False)
     assert run.ok
     submitted = [s for s in said if "submitted SLURM job" in s]
-    assert [s.split(":")[0] for s in submitted] == ["extract", "align", "score"], said
+    # the extract stage submits the models' forward passes (represent), then the pairs'
+    assert [s.split(":")[0] for s in submitted] == ["extract", "extract", "align", "score"], said
     assert main(["status", str(path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {ln.split()[0]: ln.split() for ln in lines[2:6]}
@@ -306,8 +307,8 @@ def test_status_shows_cache_progress_and_jobs(tmp_path_factory, capsys):
     jobs = [
         ln.split() for ln in lines[lines.index(next(x for x in lines if "SLURM jobs" in x)) + 2 :]
     ]
-    assert [j[0] for j in jobs] == ["extract", "align", "score"]
-    for j, n_jobs in zip(jobs, (1, 2, 3), strict=True):
+    assert [j[0] for j in jobs] == ["extract", "extract", "align", "score"]
+    for j, n_jobs in zip(jobs, (2, 1, 2, 3), strict=True):
         tasks = -(-n_jobs // 3)  # extract: one job per task; align, score: 3 per task
         if j[0] == "extract":
             tasks = n_jobs
@@ -315,7 +316,7 @@ def test_status_shows_cache_progress_and_jobs(tmp_path_factory, capsys):
         assert j[2:9] == [str(tasks), "0", "0", str(tasks), "0", "0", "0"], j
     assert main(["status", str(base / "out")]) == 0  # the output folder: jobs only
     only_jobs = capsys.readouterr().out.splitlines()
-    assert only_jobs[0].startswith("SLURM jobs") and len(only_jobs) == 5
+    assert only_jobs[0].startswith("SLURM jobs") and len(only_jobs) == 6
 
 
 # ----------------------------------------------------------------------------- real SLURM

@@ -38,6 +38,7 @@ import json
 import math
 import os
 import warnings
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -349,6 +350,73 @@ class Cache:
             return None
         return arrays, meta or {}
 
+    def put_array_files(
+        self,
+        stage: str,
+        key: str,
+        files: Mapping[str, str | os.PathLike | np.ndarray],
+        meta: Mapping[str, Any] | None = None,
+        inputs: Sequence[str] = (),
+    ) -> Path:
+        """:meth:`put_arrays` from ``.npy`` files (``{array name: path}``, streamed into the
+        uncompressed ``.npz`` so that the arrays never need to fit in memory; the files are
+        left to the caller) or arrays (written without a copy)."""
+        if NPZ_KEY in files:
+            raise ValueError(f"{NPZ_KEY!r} is reserved in cache array files")
+        path = self.path(stage, key, "npz")
+        with atomic_path(path) as tmp:
+            with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for name, src in files.items():
+                    if isinstance(src, np.ndarray):
+                        with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                            np.lib.format.write_array(f, src, allow_pickle=False)
+                    else:
+                        zf.write(src, f"{name}.npy")
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.array(f"{stage}/{key}"))
+                zf.writestr(f"{NPZ_KEY}.npy", buf.getvalue())
+            digest, size = sha256_file(tmp), tmp.stat().st_size
+        side = {
+            "stage": stage,
+            "key": key,
+            "inputs": [str(i) for i in inputs],
+            "sha256": digest,
+            "size": size,
+            "meta": meta or {},
+        }
+        sidecar = path.with_name(path.name + ".json")
+        atomic_write_bytes(sidecar, (canonical_json(side) + "\n").encode())
+        return path
+
+    def open_arrays(
+        self, stage: str, key: str, inputs: Sequence[str] | None = None, verify: bool = True
+    ) -> tuple[dict[str, np.ndarray], dict] | None:
+        """As :meth:`get_arrays`, but every array is a read-only ``np.memmap`` into the
+        ``.npz`` (uncompressed members are contiguous in the file), so only the rows a
+        reader touches are read; ``verify`` checks the SHA-256 first (one sequential
+        read of the file)."""
+        ok, meta = self._array_status(stage, key, verify=verify, inputs=inputs)
+        if not ok:
+            return None
+        path = self.path(stage, key, "npz")
+        try:
+            arrays = _memmap_npz(path)
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            self._warn(path, f"unreadable: {exc}")
+            self.discard(stage, key)
+            return None
+        own = str(arrays.pop(NPZ_KEY, ""))
+        if own != f"{stage}/{key}":
+            warnings.warn(
+                f"cache file {path}: it holds the arrays of {own or 'an unnamed entry'}, not "
+                f"{stage}/{key}; it is discarded and will be recomputed",
+                CacheKeyMismatchWarning,
+                stacklevel=2,
+            )
+            self.discard(stage, key)
+            return None
+        return arrays, meta or {}
+
     def lock(self, stage: str, keys: Sequence[str]) -> contextlib.AbstractContextManager:
         """The exclusive locks of ``(stage, key)`` for every key (:mod:`simbench.runner.locks`):
         hold them while computing the entries, after checking they are still missing."""
@@ -361,3 +429,40 @@ class Cache:
         """Remove ``(stage, key)`` (all its files) if present."""
         for ext in ("json", "npz", "npz.json"):
             self._discard(self.path(stage, key, ext))
+
+
+def _memmap_npz(path: Path) -> dict[str, np.ndarray]:
+    """The members of an uncompressed ``.npz`` as read-only memory maps (0-d and empty
+    arrays, which cannot be mapped, are read)."""
+    out: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as f:
+        for info in zf.infolist():
+            if info.compress_type != zipfile.ZIP_STORED or not info.filename.endswith(".npy"):
+                raise ValueError(f"member {info.filename} is compressed or not an array")
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise ValueError(f"bad local header of {info.filename}")
+            name_len = int.from_bytes(local[26:28], "little")
+            extra_len = int.from_bytes(local[28:30], "little")
+            start = info.header_offset + 30 + name_len + extra_len
+            f.seek(start)
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read_header(f)
+            name = info.filename[: -len(".npy")]
+            if dtype.hasobject:
+                raise ValueError(f"member {info.filename} holds Python objects")
+            if not shape or 0 in shape:
+                f.seek(start)
+                out[name] = np.lib.format.read_array(f, allow_pickle=False)
+                continue
+            order = "F" if fortran else "C"
+            out[name] = np.memmap(
+                path, dtype=dtype, mode="r", shape=shape, order=order, offset=f.tell()
+            )
+    return out

@@ -54,6 +54,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "--force", choices=STAGES, default=None, help="recompute this stage and what depends on it"
     )
     p.add_argument("--no-report", action="store_true", help="do not write the report")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch threads per job (default: the suite's run.threads, else the cores "
+        "divided among the jobs running at once)",
+    )
     p.set_defaults(func=_cmd_run)
     return p
 
@@ -66,6 +74,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if (args.suite is None) == (args.example is None):
         print("simbench run: error: give a suite file or --example NAME", file=sys.stderr)
+        return 2
+    if args.threads is not None and args.threads < 1:
+        print(f"simbench run: error: --threads must be >= 1; got {args.threads}", file=sys.stderr)
         return 2
     try:
         if args.example is not None:
@@ -91,6 +102,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             report=not args.no_report,
             echo=None if verbosity < 0 else print,
             verbose=verbosity > 0,
+            threads=args.threads,
         )
     except SimbenchError as exc:  # plan errors, unknown plugins; other errors are bugs
         print(f"simbench run: error: {exc}", file=sys.stderr)

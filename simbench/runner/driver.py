@@ -66,11 +66,14 @@ class RunSummary:
     report: dict[str, Path] | None = None
     dry_run: bool = False
     failed_keys: dict[str, str] = field(default_factory=dict)  # key -> upstream error
+    #: the per-model forward passes (the first half of the extract stage)
+    represent: StageStats | None = None
 
     @property
     def ok(self) -> bool:
         """No job failed (cells whose metric raised do not count: they are results)."""
-        return all(s.failed == 0 for s in self.stats.values())
+        stats = [*self.stats.values(), *([self.represent] if self.represent else [])]
+        return all(s.failed == 0 for s in stats)
 
 
 def make_executor(ref: Any) -> Any:
@@ -135,6 +138,7 @@ def run_suite(
     executor: Any = None,
     echo: Callable[[str], None] | None = print,
     verbose: bool = False,
+    threads: int | None = None,
 ) -> RunSummary:
     """Run (or with ``dry_run`` only plan) a suite: a path or a loaded ``Suite``.
 
@@ -142,7 +146,9 @@ def run_suite(
     them); ``report``: write the report and leaderboard at the end; ``executor``: an
     executor instance overriding the suite's; ``echo``: where progress lines and the
     closing summary (:func:`simbench.runner.summary.format_summary`) go (None: silent);
-    ``verbose``: also echo the full ``leaderboard.md``.
+    ``verbose``: also echo the full ``leaderboard.md``; ``threads``: torch threads per
+    job, overriding the suite's ``run.threads`` (default: the executor divides the cores
+    among the jobs it runs at once).
     """
     from simbench.suite import Suite, load_suite
 
@@ -152,8 +158,9 @@ def run_suite(
     plan = build_plan(suite, persist=not dry_run)
     for w in plan.warnings:
         say(f"warning: {w}")
+    threads = threads or suite.run.threads
     if dry_run:
-        sched = plan.schedule(force, verify=False)
+        sched = plan.schedule(force, verify=False, threads=threads)
         say(plan.describe(sched))
         if report:
             from simbench.runner.test_plan import describe_tests
@@ -164,7 +171,7 @@ def run_suite(
     stale = _remove_stale_temps(plan.cache.root, Path(suite.output_dir))
     if stale:
         say(f"removed {stale} temporary files left by interrupted writes")
-    sched = plan.schedule(force, verify=True)
+    sched = plan.schedule(force, verify=True, threads=threads)
     executor = executor or make_executor(suite.executor_ref())
     if hasattr(executor, "bind"):
         executor.bind(plan.cache.root)
@@ -231,12 +238,39 @@ def _run_stages(
     n_train = len(sched.train)
     _stats(summary, "train", sched, len(failed_models), t0, n_train, say, _reused(results))
 
-    # -- extract --
+    # -- extract: one forward pass per model (its store), then the pair statistics --
+    t0 = time.perf_counter()
+    failed_stores: dict[str, str] = {}  # represent key -> error
+    runnable_r = []
+    for job in sched.represent:
+        err = _model_failure(plan, failed_models, job.model.ref)
+        if err:
+            failed_stores[job.key] = err
+        else:
+            runnable_r.append(job)
+    # (with the extract stage's executor resources: a GPU on SLURM)
+    results = _map(executor, run_job, runnable_r, "extract", False, jobs_limit)
+    for job, res in zip(runnable_r, results, strict=True):
+        err = _failed(res)
+        if err:
+            failed_stores[job.key] = f"extraction failed: {err}"
+    todo, total = sched.outputs["represent"], sched.totals["represent"]
+    reused = _reused(results)
+    summary.represent = StageStats(
+        todo - len(failed_stores) - reused,
+        total - todo + reused,
+        len(failed_stores),
+        len(runnable_r),
+        time.perf_counter() - t0,
+    )
+    say(summary.represent.line("represent"))
+
     t0 = time.perf_counter()
     failed_keys: dict[str, str] = {}  # extract/align/score key -> error
     runnable: list[ExtractJob] = []
     for job in sched.extract:
         err = _model_failure(plan, failed_models, job.model_a.ref, job.model_b.ref)
+        err = err or failed_stores.get(job.store_a) or failed_stores.get(job.store_b)
         if err:
             _fail_extract(job, err, failed_keys)
         else:

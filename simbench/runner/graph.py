@@ -37,6 +37,7 @@ from typing import Any
 from simbench.errors import SimbenchError
 from simbench.io import sha256_file
 from simbench.runner.cache import Cache, make_key
+from simbench.runner.represent import RepresentJob, StoreOptions
 from simbench.runner.stages import (
     STAGES,
     AlignJob,
@@ -112,6 +113,7 @@ class ModelNode:
     epoch: int | None
     layers: list[str]  # selected comparable (trainable) layers, in depth order
     all_layers: list[str]
+    represent_key: str = ""  # its store (simbench.runner.represent)
 
     @property
     def model_ref(self) -> ModelRef:
@@ -171,6 +173,7 @@ class Schedule:
     """What a run must compute (outputs per stage) and the jobs that compute them."""
 
     train: list[TrainJob] = field(default_factory=list)
+    represent: list[RepresentJob] = field(default_factory=list)  # part of extract
     extract: list[ExtractJob] = field(default_factory=list)
     align: list[AlignJob] = field(default_factory=list)
     score: list[Any] = field(default_factory=list)  # ScoreJob | ChecksJob
@@ -195,6 +198,7 @@ class Plan:
     align_tasks: dict[str, list[AlignTask]]  # extract key -> tasks
     checks: ChecksJob | None
     warnings: list[str]
+    store_options: StoreOptions = field(default_factory=StoreOptions)
 
     @property
     def models_dir(self) -> Path:
@@ -356,14 +360,47 @@ class Plan:
                         (tuple(pair.a.layers), tuple(pair.b.layers)) if pool else ((), ()),
                         threads=threads,
                         flat=self.suite.layer_features == "flat",
+                        store_a=pair.a.represent_key,
+                        store_b=pair.b.represent_key,
                     )
                 )
         sched.outputs["extract"] = n_extract
         sched.totals["extract"] = total_extract
 
+        # represent (the first half of the extract stage): one store per model that a pair
+        # job reads, computed when missing or corrupt (or --force extract)
+        stored = {m.represent_key: m for p in self.pairs if p.layers or p.pooled_key
+                  for m in (p.a, p.b)}  # fmt: skip
+        needed_stores = {k for j in sched.extract for k in (j.store_a, j.store_b)}
+        represent_models: list[ModelNode] = []
+        for k, m in stored.items():
+            if k not in needed_stores:
+                continue
+            if f <= 1 or not cache.has_arrays(
+                "represent", k, verify, repair=verify, inputs=[m.key]
+            ):
+                represent_models.append(m)
+                if f <= 1 and verify:
+                    cache.discard("represent", k)
+        opts = self.store_options
+        sched.represent = [
+            RepresentJob(
+                root,
+                m.represent_key,
+                m.model_ref,
+                self.probe,
+                tuple(m.layers),
+                opts,
+                "auto",
+                threads,
+            )
+            for m in represent_models
+        ]
+        sched.outputs["represent"] = len(sched.represent)
+        sched.totals["represent"] = len(stored)
+
         # train
-        needed_models = {p.a.ref for p in extract_pairs} | {p.b.ref for p in extract_pairs}
-        needed_models |= check_models
+        needed_models = {m.ref for m in represent_models} | check_models
         specs = self.trained_specs()
         run_train: dict[str, bool] = {}
         for ref in needed_models:
@@ -381,7 +418,11 @@ class Plan:
                 run_train[m.train_key] = run_train.get(m.train_key, False) or restart
         sched.train = [
             TrainJob(
-                specs[k].model_dump(mode="json"), str(self.models_dir), force=forced, progress=True
+                specs[k].model_dump(mode="json"),
+                str(self.models_dir),
+                force=forced,
+                threads=threads,
+                progress=True,
             )
             for k, forced in ((k, run_train[k]) for k in specs if k in run_train)
         ]
@@ -407,20 +448,25 @@ class Plan:
             n = cfg.get("max_train_images")
             imgs = f"{n}" if n else f"|{spec['dataset']['name']} train|"
             train_work.append(f"{imgs}x{cfg['epochs']}")
-        per_job = 2 * (self.probe.images or 0)
+        n_rep, images = len(sched.represent), self.probe.images
         work = {
             "train": (f"images x epochs: {' + '.join(train_work)}" if train_work else "-"),
+            "represent": (
+                f"probe forward passes ({self.probe.dtype}): {n_rep} models x "
+                f"{images or 'all'} images" + (f" = {n_rep * images}" if images else "")
+                if sched.represent
+                else "-"
+            ),
             "extract": (
-                f"probe forward passes: {len(sched.extract)} pairs x 2 models x "
-                f"{self.probe.images or 'all'} images"
-                + (f" = {per_job * len(sched.extract)}" if per_job else "")
+                f"pair statistics from the model stores (no forward pass): "
+                f"{len(sched.extract)} jobs"
                 if sched.extract
                 else "-"
             ),
             "align": f"{sched.outputs['align']} alignment fits" if sched.align else "-",
             "score": f"{sched.outputs['score']} cells" if sched.score else "-",
         }
-        for stage in STAGES:
+        for stage in (STAGES[0], "represent", *STAGES[1:]):
             total, todo = sched.totals[stage], sched.outputs[stage]
             lines.append(
                 f"{stage:<8} {total:>8} {total - todo:>8} {todo:>8} "
@@ -563,6 +609,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         p.batch_size,
         p.blocks,
         p.null_pairings,
+        p.dtype,
     )
     probe_dict = {
         "dataset": probe.dataset,
@@ -575,7 +622,19 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         "blocks": probe.blocks,
         "null_pairings": probe.null_pairings,
     }
-    options = ExtractOptions(fourth=needs_fourth, activations=needs_acts, maps=needs_maps)
+    options = ExtractOptions(
+        fourth=needs_fourth, activations=needs_acts, maps=needs_maps, forward=p.dtype
+    )
+    flat = suite.layer_features == "flat"
+    store_options = StoreOptions(
+        # pooled outputs always: the layer matrix reads them, and the ground-truth tests
+        # (pc_deletion, layer_monotonicity; simbench.runner.model_data_job) too
+        p.dtype, pooled=True, flat=suite.layer_matrix and flat, maps=needs_maps,
+    )  # fmt: skip
+    for m in models.values():  # one store per model (its selected layers)
+        m.represent_key = make_key(
+            "represent", m.key, m.layers, probe_dict, store_options.key_dict(), version
+        )
 
     # -- pairs, extract keys, cells --
     pairs: list[PairNode] = []
@@ -596,6 +655,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                 "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version,
                 *(["maps"] if needs_maps else []),  # + conv maps on the matrix grid (DFT)
                 *(["flat"] if suite.layer_features == "flat" else []),
+                *([["forward", p.dtype]] if p.dtype != "float64" else []),
             )  # fmt: skip
         pair = PairNode(a, b, suite.relation(a_ref, b_ref), shared, extract, pooled_key)
         pairs.append(pair)
@@ -647,7 +707,10 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                         cells.append(m.cell(pair, la, lb, feats, None, d, cell))
 
     checks = _checks_job(suite, cache, pairs, probe, probe_dict, metrics, align_info)
-    return Plan(suite, cache, models, pairs, cells, probe, options, align_tasks, checks, warnings)
+    return Plan(
+        suite, cache, models, pairs, cells, probe, options, align_tasks, checks, warnings,
+        store_options,
+    )  # fmt: skip
 
 
 #: bump when the pooled-outputs file changes

@@ -130,6 +130,7 @@ def stage_of(items: Sequence[Any]) -> str | None:
     names = {
         "TrainJob": "train",
         "ExtractJob": "extract",
+        "RepresentJob": "extract",  # the per-model forward passes of the extract stage
         "AlignJob": "align",
         "ScoreJob": "score",
         "ChecksJob": "score",

@@ -231,6 +231,7 @@ class ProbeConfig:
     batch_size: int
     blocks: int = 20  # jackknife blocks (at most one per image)
     null_pairings: int = 4  # derangement nulls (0: none)
+    dtype: str = "float32"  # forward pass (simbench.runner.represent)
 
 
 @dataclass(frozen=True)
@@ -240,21 +241,27 @@ class ExtractOptions:
     fourth: bool = False  # fourth-order sums of the output moments (debiased CKA)
     activations: bool = False  # channel-sample output activations (non-streaming metrics)
     maps: bool = False  # whole (B, C, H, W) output maps (4-D metrics)
+    forward: str = "float32"  # dtype of the forward pass (float64 sums either way)
 
     def key_dict(self) -> dict[str, Any]:
+        # a float64 forward keeps the keys (and values) of the pair-wise extraction before
+        # per-model stores; a float32 forward's values differ, so its keys do
+        forward = {} if self.forward == "float64" else {"forward": self.forward}
         return {
             "format": EXTRACT_FORMAT,
             "sites": ["input", "output"],
             "fourth": self.fourth,
             "activations": self.activations,
             "maps": self.maps,
+            **forward,
         }
 
 
 @dataclass(frozen=True)
 class ExtractJob:
-    """One forward pass of the probe set through both models of a pair, writing the
-    missing ``(layer, key)`` files and, if ``pooled_key``, the pooled-outputs file."""
+    """The pair statistics of two models from their stores ``store_a``, ``store_b``
+    (:mod:`simbench.runner.represent`; no forward pass), writing the missing
+    ``(layer, key)`` files and, if ``pooled_key``, the pooled-outputs file."""
 
     cache_root: str
     model_a: ModelRef
@@ -267,18 +274,28 @@ class ExtractJob:
     device: str = "auto"
     threads: int | None = None
     flat: bool = False  # layer matrix on flattened (B, C·H·W) outputs instead of pooled
+    store_a: str = ""  # represent keys of the two models
+    store_b: str = ""
 
 
-def probe_images(probe: ProbeConfig) -> np.ndarray:
-    """The uint8 NHWC probe images (deterministic in the probe config)."""
+def probe_data(probe: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 NHWC probe images and their labels (deterministic in the probe config)."""
     from simbench.extract import probe_indices
     from simbench.train.checkpoint import create_plugin
 
     data = create_plugin("dataset", probe.dataset, probe.params).load()
-    images = data.x_test if probe.split == "test" else data.x_train
+    images, labels = (
+        (data.x_test, data.y_test) if probe.split == "test" else (data.x_train, data.y_train)
+    )
     if len(images) == 0:
         raise ValueError(f"probe dataset {probe.dataset!r} has no {probe.split} images")
-    return images[probe_indices(len(images), probe.images, probe.seed)]
+    idx = probe_indices(len(images), probe.images, probe.seed)
+    return images[idx], np.asarray(labels)[idx]
+
+
+def probe_images(probe: ProbeConfig) -> np.ndarray:
+    """The uint8 NHWC probe images (deterministic in the probe config)."""
+    return probe_data(probe)[0]
 
 
 def _host(t: Any) -> Any:
@@ -286,10 +303,6 @@ def _host(t: Any) -> Any:
     than torch's for these small products), the tensor itself on a GPU (reduced there)."""
     t = t.double()
     return t.numpy() if t.device.type == "cpu" else t
-
-
-def _np(t: Any) -> np.ndarray:
-    return t if isinstance(t, np.ndarray) else t.detach().cpu().numpy()
 
 
 def run_extract(job: ExtractJob) -> dict[str, Any]:
@@ -310,108 +323,30 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
 
 
 def _extract(job: ExtractJob) -> dict[str, Any]:
-    import torch
-
-    from simbench.compare import paired_probe_batches
-    from simbench.extract import LayerTaps, paired_channel_samples
+    """Paired statistics from the two models' stores: per-block float64 moments of the
+    same images' samples (:meth:`ModelStore.batches`, in the forward pass's batches, so
+    that the block and null sums are those of the pair-wise extraction) and the
+    layer-matrix features."""
+    from simbench.extract import require_same_grid
     from simbench.numerics.blocks import BlockMoments
-    from simbench.train.trainer import resolve_device
+    from simbench.runner.represent import ModelStore
 
     _set_threads(job.threads)
     t0 = time.perf_counter()
     cache = Cache(job.cache_root)
-    device = resolve_device(job.device)
-    net_a, arch_a, meta_a = load_ref(job.model_a, device)
-    net_b, arch_b, meta_b = load_ref(job.model_b, device)
-    specs_a = {s.name: s for s in arch_a.layers(net_a)}
-    specs_b = {s.name: s for s in arch_b.layers(net_b)}
-    names = [name for name, _ in job.layers]
-    for name in names:
-        if name not in specs_a or name not in specs_b:
-            raise ValueError(
-                f"layer {name!r} is not in both {job.model_a.ref} and {job.model_b.ref}"
-            )
-    pool_a, pool_b = job.pooled_layers if job.pooled_key else ((), ())
-    images = probe_images(job.probe)
-    opts = job.options
-    sites = ("input", "output")
-    # per-block moments (MATH.md: Uncertainty and chance); the null cross-moments only
-    # where representation metrics read (the outputs)
-    blocks = min(job.probe.blocks, len(images))
-    moments = {
-        w: {
-            n: BlockMoments(
-                len(images),
-                blocks,
-                job.probe.null_pairings if w == "output" else 0,
-                job.probe.seed,
-                fourth=(w == "output" and opts.fourth),
-            )
-            for n in names
-        }
-        for w in sites
-    }
-    acts: dict[str, list[np.ndarray]] = {}
-    pooled: dict[str, list[np.ndarray]] = {}
-    grid = None  # the matrix grid of the pooled conv maps (simbench.numerics.grids)
-    with (
-        torch.no_grad(),
-        LayerTaps(net_a, [specs_a[n] for n in names], "input") as ia,
-        LayerTaps(net_b, [specs_b[n] for n in names], "input") as ib,
-    ):
-        out_a_specs = [specs_a[n] for n in dict.fromkeys([*names, *pool_a])]
-        out_b_specs = [specs_b[n] for n in dict.fromkeys([*names, *pool_b])]
-        with (
-            LayerTaps(net_a, out_a_specs, "output") as oa,
-            LayerTaps(net_b, out_b_specs, "output") as ob,
-        ):
-            batches = paired_probe_batches(
-                images,
-                meta_a["normalization"],
-                meta_b["normalization"],
-                job.probe.batch_size,
-                device,
-            )
-            for i, (xa, xb) in enumerate(batches):
-                net_a(xa.double())
-                net_b(xb.double())
-                for n in names:
-                    for w, ta, tb in (("input", ia, ib), ("output", oa, ob)):
-                        ya, yb = ta.values[n], tb.values[n]
-                        sa, sb = map(
-                            _host,
-                            paired_channel_samples(
-                                ya,
-                                yb,
-                                job.probe.positions,
-                                job.probe.seed,
-                                i,
-                                f"layer {n!r} at its {w}",
-                            ),
-                        )
-                        moments[w][n].update(sa, sb, units=ya.shape[0])
-                        if w == "output" and opts.activations:
-                            acts.setdefault(f"{n}/act_a", []).append(_np(sa))
-                            acts.setdefault(f"{n}/act_b", []).append(_np(sb))
-                        if w == "output" and opts.maps:
-                            acts.setdefault(f"{n}/map_a", []).append(ya.double().cpu().numpy())
-                            acts.setdefault(f"{n}/map_b", []).append(yb.double().cpu().numpy())
-                if opts.maps and i == 0 and (pool_a or pool_b):  # DFT-SVCCA in the matrix
-                    from simbench.numerics.grids import common_grid
-
-                    grid = common_grid(
-                        [tuple(oa.values[n].shape) for n in pool_a]
-                        + [tuple(ob.values[n].shape) for n in pool_b]
-                    )
-                from simbench.numerics.grids import append_matrix_features
-
-                append_matrix_features(
-                    pooled,
-                    (("a", oa.values, pool_a), ("b", ob.values, pool_b)),
-                    job.flat,
-                    opts.maps,
-                    grid,
-                )
+    # the plan verified the SHA-256 of every store that existed before this run (and this
+    # run wrote the others): here their key, inputs and size are checked, not re-hashed
+    # by each of a model's N-1 pairs
+    sa = ModelStore.open(cache, job.store_a, [job.model_a.key], verify=False)
+    sb = ModelStore.open(cache, job.store_b, [job.model_b.key], verify=False)
+    for store, model in ((sa, job.model_a), (sb, job.model_b)):
+        missing = [n for n, _ in job.layers if n not in store.layers]
+        if missing:
+            raise ValueError(f"layer(s) {missing} are not in {model.ref}")
+    if sa.images != sb.images or sa.batch_size != sb.batch_size:
+        raise ValueError("the two model stores were made from different probe sets")
+    n_images, opts = sa.images, job.options
+    blocks = min(job.probe.blocks, n_images)
     # the uncertainty set-up the score stage reads: blocks, null pairings, seed, chunk
     unc = np.array(
         [blocks, job.probe.null_pairings, job.probe.seed, job.probe.batch_size], dtype=np.int64
@@ -421,24 +356,70 @@ def _extract(job: ExtractJob) -> dict[str, Any]:
     for n, key in job.layers:
         arrays: dict[str, np.ndarray] = {}
         for w, prefix in (("input", "in"), ("output", "out")):
-            arrays.update(moments_to_arrays(prefix, moments[w][n].total()))
-            arrays.update(moments[w][n].to_arrays(prefix))
-        arrays["w_a"] = specs_a[n].weight(net_a).double().cpu().numpy()
-        arrays["w_b"] = specs_b[n].weight(net_b).double().cpu().numpy()
-        arrays["init_var"] = np.array([specs_a[n].init_variance, specs_b[n].init_variance])
+            require_same_grid(sa.shape(n, w)[1:], sb.shape(n, w)[1:], f"layer {n!r} at its {w}")
+            # per-block moments (MATH.md: Uncertainty and chance); the null cross-moments
+            # only where representation metrics read (the outputs)
+            m = BlockMoments(
+                n_images,
+                blocks,
+                job.probe.null_pairings if w == "output" else 0,
+                job.probe.seed,
+                fourth=(w == "output" and opts.fourth),
+            )
+            for (xa, units), (xb, _) in zip(sa.batches(n, w), sb.batches(n, w), strict=True):
+                m.update(xa, xb, units=units)
+            arrays.update(moments_to_arrays(prefix, m.total()))
+            arrays.update(m.to_arrays(prefix))
+        arrays["w_a"], arrays["w_b"] = sa.weight(n), sb.weight(n)
+        arrays["init_var"] = np.array([sa.init_var(n), sb.init_var(n)])
         arrays["uncertainty"] = unc
-        for k in ("act_a", "act_b", "map_a", "map_b"):
-            if f"{n}/{k}" in acts:
-                arrays[k] = np.concatenate(acts.pop(f"{n}/{k}"))
+        if opts.activations:
+            arrays["act_a"] = np.asarray(sa.samples(n), dtype=np.float64)
+            arrays["act_b"] = np.asarray(sb.samples(n), dtype=np.float64)
+        if opts.maps:
+            arrays["map_a"] = np.asarray(sa.maps(n), dtype=np.float64)
+            arrays["map_b"] = np.asarray(sb.maps(n), dtype=np.float64)
         meta = {"layer": n, "model_a": job.model_a.ref, "model_b": job.model_b.ref}
         cache.put_arrays("extract", key, arrays, meta, model_keys)
         written += 1
     if job.pooled_key:
-        arrays = {k: np.concatenate(v) for k, v in pooled.items()}
+        arrays = _matrix_features(job, sa, sb)
         arrays["uncertainty"] = unc
         cache.put_arrays("extract", job.pooled_key, arrays, {"pooled": True}, model_keys)
         written += 1
     return {"written": written, "seconds": time.perf_counter() - t0}
+
+
+def _matrix_features(job: ExtractJob, sa: Any, sb: Any) -> dict[str, np.ndarray]:
+    """The layer-matrix features of every selected layer of both models, float64: pooled
+    (or flattened) outputs ``a/<layer>``, ``b/<layer>``; with maps, the output maps on the
+    matrix grid ``a/map/<layer>`` (:mod:`simbench.numerics.grids`)."""
+    from simbench.numerics.grids import common_grid, pool_map
+
+    pool_a, pool_b = job.pooled_layers
+    sides = (("a", sa, pool_a), ("b", sb, pool_b))
+    out: dict[str, np.ndarray] = {}
+    grid = None
+    if job.options.maps:
+        grid = common_grid((1, *store.shape(n)) for _, store, names in sides for n in names)
+    for side, store, names in sides:
+        for n in names:
+            f = store.flat(n) if job.flat else store.pooled(n)
+            out[f"{side}/{n}"] = np.asarray(f, dtype=np.float64)
+            if job.options.maps:
+                out[f"{side}/map/{n}"] = np.concatenate(
+                    [
+                        pool_map(np.asarray(store.maps(n)[a:b], dtype=np.float64), grid)
+                        for a, b in _bounds(store)
+                    ]
+                )
+    return out
+
+
+def _bounds(store: Any) -> list[tuple[int, int]]:
+    from simbench.runner.represent import batch_bounds
+
+    return batch_bounds(store.images, store.batch_size)
 
 
 # ----------------------------------------------------------------------------- align
@@ -923,6 +904,7 @@ class JobFailed(RuntimeError):
 _RUNNERS = {
     "TrainJob": "run_train",
     "ExtractJob": "run_extract",
+    "RepresentJob": "run_represent",
     "AlignJob": "run_align",
     "ScoreJob": "run_score",
     "ChecksJob": "run_checks",
@@ -935,8 +917,12 @@ def run_job(job: Any) -> dict[str, Any]:
     name = _RUNNERS.get(type(job).__name__)
     if name is None:
         raise TypeError(f"not a runner job: {job!r}")
+    if name == "run_represent":
+        from simbench.runner.represent import run_represent as fn
+    else:
+        fn = globals()[name]
     try:
-        return globals()[name](job)
+        return fn(job)
     except Exception as exc:
         raise JobFailed(error_text(exc)) from None
 
