@@ -1,19 +1,27 @@
-"""Loading a run's results and writing report.md, report.html and the leaderboard files."""
+"""Loading a run's results and writing report.md, report.html and the leaderboard files.
+
+The pages come from one Jinja2 template each (``templates/report.html.j2`` and
+``templates/report.md.j2``) filled with the same sections: the leaderboard first, then
+the figures (each drawn once), the long tables (collapsible in HTML) and the run's
+metadata. Every file goes through :func:`simbench.io.atomic_path`, so it honours the umask.
+"""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import json
 import os
 import re
-import tempfile
+import struct
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from simbench.report import ReportError, plots
+from simbench.io import atomic_path
+from simbench.report import ReportError, figures_gm, figures_srm, plots
 from simbench.report.leaderboard import (
     CONTROL_CONTEXT,
     CONTROL_ORDER,
@@ -21,13 +29,16 @@ from simbench.report.leaderboard import (
     layer_order,
     valid_rows,
 )
-from simbench.report.render import fmt, html_image, html_page, html_table, markdown_table
+from simbench.report.render import fmt, markdown_table
+from simbench.report.schema import to_schema3
 
-#: the tidy results columns of the design (schema_version 2; version 1 lacks the five
-#: uncertainty columns after ``stderr``, which then default to NaN)
+#: the tidy results columns of the design (schema_version 3, COORD §1; version 1 lacks the
+#: five uncertainty columns after ``stderr``, which then default to NaN; versions 1-2 are
+#: converted by :func:`simbench.report.schema.to_schema3`)
 RESULT_COLUMNS = (
     "schema_version", "suite", "model_a", "model_b", "relation", "layer_a", "layer_b",
-    "alignment", "metric", "draw", "value", "stderr", "ci_low", "ci_high", "null_mean",
+    "depth_a", "depth_b", "features", "alignment", "alignment_params", "metric",
+    "metric_params", "label", "method", "draw", "value", "stderr", "ci_low", "ci_high", "null_mean",
     "null_sd", "z", "higher_is_better", "consumes",
     "wall_time_s", "config_hash", "error", "simbench_version", "git_sha", "plugin_versions",
     "arch_a", "arch_b", "dataset_a", "dataset_b", "seed_a", "seed_b", "epoch_a", "epoch_b",
@@ -37,7 +48,7 @@ REQUIRED = ("model_a", "model_b", "relation", "layer_a", "layer_b", "alignment",
 DEFAULTS: dict[str, Any] = {
     "stderr": float("nan"),
     **dict.fromkeys(("ci_low", "ci_high", "null_mean", "null_sd", "z"), float("nan")),
-    "error": "",
+    "error": None,
     "higher_is_better": True,
     "draw": 0,
     "consumes": "",
@@ -79,12 +90,10 @@ def load_results(output_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict
     for col, default in DEFAULTS.items():
         if col not in df.columns:
             df[col] = default
-    err = df["error"].astype(object)
-    df["error"] = err.where(err.notna(), "").astype(str)
     df["value"] = pd.to_numeric(df["value"], errors="coerce")
     for col in ("stderr", "ci_low", "ci_high", "null_mean", "null_sd", "z"):
         df[col] = pd.to_numeric(df[col], errors="coerce")
-    for col in ("model_a", "model_b", "relation", "layer_a", "layer_b", "alignment", "metric"):
+    for col in ("model_a", "model_b", "relation", "layer_a", "layer_b", "metric"):
         df[col] = df[col].astype(str)
     meta: dict[str, Any] = {}
     mp = root / "results.meta.json"
@@ -94,7 +103,19 @@ def load_results(output_dir: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict
             meta = loaded if isinstance(loaded, dict) else {}
         except (OSError, ValueError):
             meta = {}
-    return df.reset_index(drop=True), meta
+    df = to_schema3(df.reset_index(drop=True), layer_order(df, meta))
+    return df, meta
+
+
+def display_view(df: pd.DataFrame) -> pd.DataFrame:
+    """The schema-3 table as the leaderboard and the figures group it: ``metric`` = the
+    display label (``bures(draws=8)``), ``alignment`` = the method (the alignment, or
+    ``[positions]``/``[pooled]``/``[flattened]`` for representation rows), ``error`` =
+    ``""`` on success."""
+    err = df["error"].astype(object)
+    return df.assign(
+        metric=df["label"], alignment=df["method"], error=err.where(err.notna(), "").astype(str)
+    )
 
 
 def _load_checks(root: Path) -> tuple[pd.DataFrame | None, str]:
@@ -112,18 +133,6 @@ def _load_checks(root: Path) -> tuple[pd.DataFrame | None, str]:
 
 
 # -- writing ------------------------------------------------------------------------------
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _board_rows(board: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
     headers = [
         "Rank", "Metric", "Alignment", "Baseline", "Layer ID", "Controls", "Invariances",
@@ -216,6 +225,103 @@ def _error_rows(df: pd.DataFrame) -> tuple[list[list[Any]], list[str]]:
     return rows, ["Metric", "Alignment", "Failed cells", "First error"]
 
 
+#: a table longer than this is collapsed (``<details>``) in the HTML page
+COLLAPSE_ROWS = 15
+#: the figure sections, in page order: (section key, anchor, title)
+FIGURE_SECTIONS = (
+    ("depth", "depth-curves", "Depth curves (GM Fig. 4)"),
+    ("layers", "layer-matrices", "Layer × layer similarity"),
+    ("eigvec", "eigenvectors", "Eigenvector similarity (GM Fig. 3)"),
+    ("srm", "srm", "Shared response model (Lu et al. Fig. 3)"),
+)
+_TEMPLATES = Path(__file__).with_name("templates")
+
+
+def write_file(path: Path, data: bytes | str) -> None:
+    """Write ``data`` atomically with the umask's mode (:func:`simbench.io.atomic_path`)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def _table(
+    rows: list[list[Any]],
+    headers: list[str],
+    *,
+    title: str = "",
+    anchor: str = "",
+    left: tuple[int, ...] = (),
+    wide: tuple[int, ...] = (),
+    row_classes: list[str] | None = None,
+    cls: str = "",
+    collapse: bool | None = None,
+) -> dict[str, Any]:
+    """One table for both templates: formatted cells, its Markdown, and whether the HTML
+    page folds it into ``<details>`` (longer than :data:`COLLAPSE_ROWS` by default)."""
+    fold = len(rows) > COLLAPSE_ROWS if collapse is None else collapse
+    return {
+        "title": title,
+        "id": anchor,
+        "headers": headers,
+        "rows": [[fmt(x) for x in r] for r in rows],
+        "left": set(left),
+        "wide": set(wide),
+        "row_classes": row_classes,
+        "cls": cls,
+        "collapse": fold,
+        "summary": f"Show the {len(rows)} rows" + (f" of {title.lower()}" if title else ""),
+        "markdown": markdown_table(rows, headers),
+    }
+
+
+def _png_size(png: bytes) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk."""
+    return struct.unpack(">II", png[16:24]) if png[:8] == b"\x89PNG\r\n\x1a\n" else (0, 0)
+
+
+def _environment(markdown: bool) -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(_TEMPLATES)),
+        autoescape=not markdown,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=markdown,
+        lstrip_blocks=markdown,
+    )
+    env.filters["inline"] = lambda text: jinja2.utils.markupsafe.Markup(_md_inline(str(text)))
+    return env
+
+
+def _unique_names(figures: list[plots.Figure]) -> list[plots.Figure]:
+    """Distinct labels may share a slug (``cka(k=1)``/``cka[k=1]``): unique file names."""
+    seen: dict[str, int] = {}
+    out = []
+    for f in figures:
+        seen[f.name] = seen.get(f.name, 0) + 1
+        out.append(
+            f if seen[f.name] == 1 else dataclasses.replace(f, name=f"{f.name}-{seen[f.name]}")
+        )
+    return out
+
+
+def _meta_rows(df: pd.DataFrame, meta: dict[str, Any], suite: str, order: list[str]) -> list:
+    rows: list[list[Any]] = [
+        ["suite", suite],
+        ["rows", len(df)],
+        ["failed cells", int(df["error"].notna().sum())],
+    ]
+    for key in ("schema_version", "simbench_version", "git_sha", "created", "timestamp",
+                "executor"):  # fmt: skip
+        val = meta.get(key, df[key].iloc[0] if key in df.columns else None)
+        if val is not None and not isinstance(val, dict | list):
+            rows.append([key, val])
+    rows.append(["layers (depth order)", ", ".join(order)])
+    relations = df["relation"].value_counts()
+    rows.append(["rows per relation", ", ".join(f"{k}: {v}" for k, v in relations.items())])
+    return rows
+
+
 def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """Write the report and leaderboard of the run in ``output_dir``; return their paths.
 
@@ -225,10 +331,12 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """
     root = Path(output_dir)
     df, meta = load_results(root)
+    view = display_view(df)
     checks, checks_note = _load_checks(root)
-    board, detail = build_leaderboard(df, meta, checks)
-    valid = valid_rows(df)
-    order = layer_order(df, meta)
+    board, detail = build_leaderboard(view, meta, checks)
+    valid = valid_rows(view)
+    order = layer_order(view, meta)
+    suite = str(meta.get("suite") or (df["suite"].iloc[0] if "suite" in df.columns else root.name))
 
     # columns beyond the design's that may reference .npy arrays (e.g. ``details``)
     extra_cols = [
@@ -239,56 +347,43 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     ]
     figures = list(plots.depth_curves(valid, order))
     figures += list(plots.layer_matrices(valid, order))
-    eig, missing_arrays = plots.eigenvector_heatmaps(valid, order, root, extra_cols)
+    eig, missing_arrays = figures_gm.eigenvector_heatmaps(
+        valid[valid["consumes"].astype(str) == "weights"] if "consumes" in valid else valid,
+        order,
+        root,
+        extra_cols,
+    )
     figures += eig
+    figures += list(figures_srm.srm_panels(valid, df["metric"], order))
+    figures = _unique_names(figures)
 
-    # distinct labels may share a slug (``cka(k=1)``/``cka[k=1]``): keep every file name unique
-    seen: dict[str, int] = {}
-    for i, f in enumerate(figures):
-        seen[f.name] = seen.get(f.name, 0) + 1
-        if seen[f.name] > 1:
-            figures[i] = dataclasses.replace(f, name=f"{f.name}-{seen[f.name]}")
     fig_dir = root / "figures"
     fig_dir.mkdir(exist_ok=True)
     for f in figures:
-        _atomic_write(fig_dir / f"{f.name}.png", f.png)
+        write_file(fig_dir / f"{f.name}.png", f.png)
     current = {f"{f.name}.png" for f in figures}
     for stale in fig_dir.glob("*.png"):  # figures of an earlier report of this folder
-        if stale.name not in current and stale.name.startswith(("depth-", "layers-", "eigvec-")):
+        prefixes = ("depth-", "layers-", "eigvec-", "srm-")
+        if stale.name not in current and stale.name.startswith(prefixes):
             stale.unlink(missing_ok=True)
-
-    suite = str(meta.get("suite") or (df["suite"].iloc[0] if "suite" in df.columns else root.name))
-    meta_rows = [
-        ["suite", suite],
-        ["rows", len(df)],
-        ["failed cells", int((df["error"] != "").sum())],
-    ]
-    for key in ("schema_version", "simbench_version", "git_sha", "created", "executor"):
-        val = meta.get(key, df[key].iloc[0] if key in df.columns else None)
-        if val is not None and not isinstance(val, dict | list):
-            meta_rows.append([key, val])
-    meta_rows.append(["layers (depth order)", ", ".join(order)])
-    relations = df["relation"].value_counts()
-    meta_rows.append(["rows per relation", ", ".join(f"{k}: {v}" for k, v in relations.items())])
 
     notes = [n for n in (checks_note,) if n]
     if not (df["layer_a"] != df["layer_b"]).any():
         notes.append("no layer × layer rows (`layer_matrix: false`): layer identification n/a")
     if not df["relation"].isin(CONTROL_ORDER).any():
         notes.append("no seed/dataset/labels pairs: control ordering n/a")
-    if missing_arrays:
-        notes.append(f"{missing_arrays} referenced eigenvector array(s) could not be read")
-    if not eig:
-        notes.append(
-            "no eigenvector-overlap arrays referenced by the results: no GM Fig. 3 heatmaps"
-        )
 
     b_rows, b_head = _board_rows(board)
     c_rows, c_head = _control_rows(detail)
     k_rows, k_head = _checks_rows(checks) if checks is not None else ([], [])
-    e_rows, e_head = _error_rows(df)
+    e_rows, e_head = _error_rows(view)
+    board_table = _table(b_rows, b_head, left=(1, 2, 3), collapse=False,
+                         row_classes=["baseline" if r[3] else "" for r in b_rows])  # fmt: skip
+    control_table = _table(c_rows, c_head, title="Control ordering per layer",
+                           anchor="control-ordering", left=(0, 1, 2))  # fmt: skip
+    checks_table = _table(k_rows, k_head, title="Invariance checks", anchor="invariance-checks",
+                          left=(0,))  # fmt: skip
 
-    # leaderboard.csv / leaderboard.md
     paths = {
         "report_md": root / "report.md",
         "report_html": root / "report.html",
@@ -296,65 +391,84 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
         "leaderboard_csv": root / "leaderboard.csv",
         "figures": fig_dir,
     }
-    _atomic_write(paths["leaderboard_csv"], board.to_csv(index=False))
-    lb = [f"# Leaderboard: {suite}\n", RULE + "\n", markdown_table(b_rows, b_head)]
+    write_file(paths["leaderboard_csv"], board.to_csv(index=False))
+    lb = [f"# Leaderboard: {suite}\n", RULE + "\n", board_table["markdown"]]
     if notes:
         lb.append("\n".join(f"- {n}" for n in notes) + "\n")
-    if c_rows:
-        lb += ["## Control ordering per layer\n", markdown_table(c_rows, c_head)]
-    if k_rows:
-        lb += ["## Invariance checks\n", markdown_table(k_rows, k_head)]
-    _atomic_write(paths["leaderboard_md"], "\n".join(lb))
+    for t in (control_table, checks_table):
+        if t["rows"]:
+            lb += [f"## {t['title']}\n", t["markdown"]]
+    write_file(paths["leaderboard_md"], "\n".join(lb))
 
-    # report.md
-    md = [f"# simbench report: {suite}\n", markdown_table(meta_rows, ["Key", "Value"])]
-    md += ["## Leaderboard\n", RULE + "\n", markdown_table(b_rows, b_head)]
-    if notes:
-        md.append("\n".join(f"- {n}" for n in notes) + "\n")
-    sections = [("Depth curves (GM Fig. 4)", "depth-"), ("Layer × layer similarity", "layers-"),
-                ("Eigenvector similarity (GM Fig. 3)", "eigvec-")]  # fmt: skip
-    for title, prefix in sections:
-        figs = [f for f in figures if f.name.startswith(prefix)]
-        if figs:
-            md.append(f"## {title}\n")
-            md += [f"![{f.title}](figures/{f.name}.png)\n\n*{f.caption}*\n" for f in figs]
-    if c_rows:
-        md += ["## Control ordering per layer\n", markdown_table(c_rows, c_head)]
-    if k_rows:
-        md += ["## Invariance checks\n", markdown_table(k_rows, k_head)]
+    sections: list[dict[str, Any]] = [
+        _section("leaderboard", "Leaderboard", paragraphs=[RULE], tables_before=[board_table],
+                 notes=notes,
+                 tables=[t for t in (control_table, checks_table) if t["rows"]]),
+    ]  # fmt: skip
+    fig_notes = _figure_notes(df, eig, missing_arrays)
+    for key, anchor, title in FIGURE_SECTIONS:
+        figs = [f for f in figures if f.section == key]
+        if figs or fig_notes.get(key):
+            sections.append(_section(anchor, title, figures=figs, notes=fig_notes.get(key, [])))
+    if fig_notes.get("gm12"):
+        sections.append(
+            _section("gm-filters", "Spatial eigenfilters and projection rank (GM Fig. 1-2)",
+                     notes=fig_notes["gm12"])
+        )  # fmt: skip
     if e_rows:
-        md += ["## Failed cells\n", markdown_table(e_rows, e_head)]
-    _atomic_write(paths["report_md"], "\n".join(md))
+        sections.append(_section("failed-cells", "Failed cells", tables_before=[
+            _table(e_rows, e_head, left=(0, 1), wide=(3,))]))  # fmt: skip
+    meta_table = _table(_meta_rows(df, meta, suite, order), ["Key", "Value"], left=(0, 1),
+                        wide=(1,), cls="meta", collapse=False)  # fmt: skip
+    sections.append(_section("about", "About this run", tables_before=[meta_table]))
 
-    # report.html
-    body = [f"<h1>simbench report: {_esc(suite)}</h1>"]
-    body.append(
-        html_table(meta_rows, ["Key", "Value"], left=(0, 1)).replace(
-            "<table>", '<table class="meta">'
-        )
-    )
-    body += ["<h2>Leaderboard</h2>", f"<p>{_md_inline(RULE)}</p>"]
-    body.append(
-        html_table(
-            b_rows, b_head, left=(1, 2, 3),
-            row_classes=["baseline" if r[3] else "" for r in b_rows],
-        )
-    )  # fmt: skip
-    if notes:
-        body.append("<ul>" + "".join(f"<li>{_md_inline(n)}</li>" for n in notes) + "</ul>")
-    for title, prefix in sections:
-        figs = [f for f in figures if f.name.startswith(prefix)]
-        if figs:
-            body.append(f"<h2>{_esc(title)}</h2>")
-            body += [html_image(f.png, f.title, f.caption) for f in figs]
-    if c_rows:
-        body += ["<h2>Control ordering per layer</h2>", html_table(c_rows, c_head, left=(0, 1, 2))]
-    if k_rows:
-        body += ["<h2>Invariance checks</h2>", html_table(k_rows, k_head, left=(0,))]
-    if e_rows:
-        body += ["<h2>Failed cells</h2>", html_table(e_rows, e_head, left=(0, 1, 3))]
-    _atomic_write(paths["report_html"], html_page(f"simbench report: {suite}", "".join(body)))
+    title = f"simbench report: {suite}"
+    md = _environment(markdown=True).get_template("report.md.j2")
+    write_file(paths["report_md"], md.render(title=title, sections=sections))
+    for s in sections:
+        s["figures"] = [_html_figure(f) for f in s["figures"]]
+    page = _environment(markdown=False).get_template("report.html.j2")
+    write_file(paths["report_html"], page.render(title=title, sections=sections))
     return paths
+
+
+def _section(anchor: str, title: str, **parts: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": anchor, "title": title, "paragraphs": [], "tables_before": [],
+                           "notes": [], "figures": [], "tables": []}  # fmt: skip
+    out.update(parts)
+    return out
+
+
+def _html_figure(f: plots.Figure) -> dict[str, Any]:
+    w, h = _png_size(f.png)
+    return {"name": f.name, "title": f.title, "caption": f.caption, "alt": f.alt or f.title,
+            "b64": base64.b64encode(f.png).decode("ascii"), "width": w, "height": h}  # fmt: skip
+
+
+def _figure_notes(df: pd.DataFrame, eig: list, missing_arrays: int) -> dict[str, list[str]]:
+    """Why a figure the papers have is not in this report (per section key)."""
+    notes: dict[str, list[str]] = {}
+    weights = df["consumes"].astype(str) == "weights" if "consumes" in df.columns else None
+    if missing_arrays:
+        notes.setdefault("eigvec", []).append(
+            f"{missing_arrays} referenced eigenvector array(s) could not be read"
+        )
+    if not eig:
+        why = (
+            "the suite scores no weight metric"
+            if weights is not None and not weights.any()
+            else "no eigenvector-overlap arrays are referenced by the results"
+        )
+        notes.setdefault("eigvec", []).append(f"no GM Fig. 3 heatmaps: {why}")
+    if not (df["metric"] == "srm").any():
+        notes.setdefault("srm", [])  # no section: SRM is not in the suite
+    notes["gm12"] = [
+        "GM Fig. 1 (spatial eigenfilters, `simbench.compare.spatial_eigenvectors`) and GM "
+        "Fig. 2 (accuracy against projection rank, `simbench.compare.rank_projection_accuracy`) "
+        "are drawn from the trained weights, which a results folder does not hold: not drawn "
+        "in this report."
+    ]
+    return notes
 
 
 def _esc(text: str) -> str:

@@ -1,0 +1,235 @@
+"""Guth & Ménard (2024) figures of the report: Fig. 3 eigenvector-similarity heatmaps.
+
+GM Fig. 3 caption: "The colormap range is defined in terms of the expected level of
+correlation between two random vectors (which is 1/√d), so that this base level
+corresponds to the color white and statistically significant correlations (5 times this
+base level) correspond to the color black. The axis arrows indicate the effective rank of
+the corresponding weight covariance spectra." One figure per alignment, drawn once: the
+weight metrics of a cell (``bures``, ``bures_cosine``, ``effective_rank``...) all point at
+the same ``|V_aᵀ V_b|`` array, which is therefore shown once, not once per metric.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from simbench.report.plots import Figure, _new_figure, _png, _relation_key, _relations_sorted, slug
+
+#: a heatmap panel shows at most this many leading components (said in the caption)
+MAX_COMPONENTS = 128
+#: GM Fig. 3: white at the chance level 1/√d, black at 5/√d
+SIGNIFICANCE_FACTOR = 5.0
+
+
+def artifact_paths(value: Any, column: str) -> dict[str, str]:
+    """``.npy`` paths referenced by one cell: a path string or a JSON object of them."""
+    if not isinstance(value, str) or not value.strip():
+        return {}
+    text = value.strip()
+    if text.lower().endswith(".npy"):
+        return {column: text}
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except ValueError:
+            return {}
+        found: dict[str, str] = {}
+        stack: list[tuple[str, Any]] = [(column, obj)]
+        while stack:
+            key, v = stack.pop()
+            if isinstance(v, dict):
+                stack.extend((str(k), x) for k, x in v.items())
+            elif isinstance(v, str) and v.lower().endswith(".npy"):
+                found[key] = v
+        return found
+    return {}
+
+
+def _details(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            got = json.loads(value)
+        except ValueError:
+            return {}
+        return got if isinstance(got, dict) else {}
+    return {}
+
+
+def _load_array(path: str, root: Path) -> np.ndarray | None:
+    p = Path(path)
+    for cand in [p] if p.is_absolute() else [root / p, root / "cache" / p]:
+        if cand.is_file():
+            try:
+                arr = np.load(cand, allow_pickle=False)
+            except (OSError, ValueError):
+                return None
+            return arr if isinstance(arr, np.ndarray) and arr.ndim == 2 else None
+    return None
+
+
+def _num(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _cells(rows: pd.DataFrame, artifact_columns: list[str]) -> dict[tuple[str, str], dict]:
+    """Per (relation, layer): the array path of the first pair (sorted by model ids) and
+    what the rows pointing at that same array record (effective ranks ``r_x``/``r_y``,
+    the chance level)."""
+    cells: dict[tuple[str, str], dict] = {}
+    sort_cols = [c for c in ("model_a", "model_b", "draw") if c in rows.columns]
+    for _, r in rows.sort_values(sort_cols, kind="stable").iterrows():
+        refs: dict[str, str] = {}
+        for col in artifact_columns:
+            refs.update(artifact_paths(r.get(col), col))
+        if not refs:
+            continue
+        key = next(
+            (k for k in refs if "overlap" in k.lower() or "eig" in k.lower()), next(iter(refs))
+        )
+        cell = cells.setdefault((str(r["relation"]), str(r["layer_a"])), {"path": refs[key]})
+        if cell["path"] != refs[key]:  # another pair, or another shrinkage of this one
+            continue
+        det = _details(r.get("details"))
+        for k in ("r_x", "r_y"):
+            if _num(det.get(k)) is not None:
+                cell.setdefault(k, _num(det[k]))
+        if _num(det.get("eigenvector_chance")) is not None:
+            cell.setdefault("chance", _num(det["eigenvector_chance"]))
+    return cells
+
+
+def _arrow(ax: Any, pos: float, n: int, axis: str) -> None:
+    """A short arrow outside the panel pointing at component ``pos`` (0-based) of an axis;
+    ``n`` is the panel's extent along the other axis."""
+    kw = {"arrowprops": {"arrowstyle": "-|>", "color": "#d62728", "lw": 1.2},
+          "textcoords": "offset points", "annotation_clip": False}  # fmt: skip
+    if axis == "x":
+        ax.annotate("", xy=(pos, n - 0.5), xytext=(0, -11), **kw)
+    else:
+        ax.annotate("", xy=(-0.5, pos), xytext=(-11, 0), **kw)
+
+
+def eigenvector_heatmaps(
+    valid: pd.DataFrame, order: list[str], root: Path, artifact_columns: list[str]
+) -> tuple[list[Figure], int]:
+    """GM Fig. 3: ``|V_aᵀ V_b|`` per relation (rows) and layer (columns, every layer), one
+    figure per alignment, on GM's colour scale with effective-rank arrows.
+
+    ``valid`` has the report's display columns (``alignment`` = the method). Returns the
+    figures and the number of referenced arrays that could not be read (the report says
+    so instead of failing).
+    """
+    figures: list[Figure] = []
+    missing = 0
+    if not artifact_columns or valid.empty:
+        return figures, missing
+    diag = valid[valid["layer_a"] == valid["layer_b"]]
+    diag = diag.assign(relation=_relation_key(diag))
+    for alignment, rows in diag.groupby("alignment", sort=False):
+        cells = _cells(rows, artifact_columns)
+        arrays: dict[tuple[str, str], np.ndarray] = {}
+        for key, cell in cells.items():
+            arr = _load_array(cell["path"], root)
+            if arr is None:
+                missing += 1
+            else:
+                arrays[key] = np.abs(arr)
+        if not arrays:
+            continue
+        figures.append(_heatmap_figure(str(alignment), arrays, cells, order))
+    return figures, missing
+
+
+def _heatmap_figure(
+    alignment: str,
+    arrays: dict[tuple[str, str], np.ndarray],
+    cells: dict[tuple[str, str], dict],
+    order: list[str],
+) -> Figure:
+    from matplotlib.colors import Normalize
+
+    rels = _relations_sorted(list(dict.fromkeys(r for r, _ in arrays)))
+    layers = [x for x in order if any(lay == x for _, lay in arrays)]
+    layers += [lay for _, lay in arrays if lay not in layers]
+    # GM's scale needs 1/√d for every panel; results without it (schema < 3) get 0-1
+    gm_scale = all(cells[k].get("chance") for k in arrays)
+    fig = _new_figure(1.7 * len(layers) + 1.6, 1.8 * len(rels) + 0.9)
+    axes = fig.subplots(len(rels), len(layers), squeeze=False)
+    norm = Normalize(1.0, SIGNIFICANCE_FACTOR) if gm_scale else Normalize(0.0, 1.0)
+    im, arrows, capped = None, False, False
+    for i, rel in enumerate(rels):
+        for j, layer in enumerate(layers):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(layer, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(rel, fontsize=8, labelpad=12)
+            A = arrays.get((rel, layer))
+            if A is None:
+                ax.set_facecolor("#eeeeee")
+                ax.text(0.5, 0.5, "n/a", ha="center", va="center", fontsize=7,
+                        transform=ax.transAxes, color="#777777")  # fmt: skip
+                continue
+            capped |= max(A.shape) > MAX_COMPONENTS
+            A = A[:MAX_COMPONENTS, :MAX_COMPONENTS]
+            cell = cells[(rel, layer)]
+            shown = A / cell["chance"] if gm_scale else A
+            im = ax.imshow(shown, norm=norm, cmap="Greys", interpolation="nearest")
+            for k, axis, n in (("r_y", "x", A.shape[0]), ("r_x", "y", A.shape[1])):
+                r = cell.get(k)
+                if r is not None:
+                    arrows = True
+                    _arrow(ax, min(r, A.shape[1 if axis == "x" else 0]) - 1.0, n, axis)
+    label = (
+        r"$|v_{a,i}^{\top} v_{b,j}|\;\sqrt{d}$  (1 = chance, 5 = significant)"
+        if gm_scale
+        else r"$|v_{a,i}^{\top} v_{b,j}|$"
+    )
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=label)
+    fig.suptitle(f"Eigenvector similarity (GM Fig. 3) · alignment {alignment}", fontsize=10)
+    n_shown = len(arrays)
+    caption = (
+        "Absolute cosine similarity |v_a,iᵀ v_b,j| between the leading eigenvectors (rank "
+        "order, kept after shrinkage) of the two aligned weight covariances, for the first "
+        "pair of each relation (rows) at every layer (columns); "
+        + (
+            "GM's colour scale: white at the chance level 1/√d of two random unit vectors "
+            "in the layer's input dimension d, black at 5/√d (significant)"
+            if gm_scale
+            else "linear scale from 0 (white) to 1 (black): these results do not record the "
+            "layer's input dimension d, so GM's 1/√d to 5/√d scale cannot be drawn"
+        )
+        + (
+            "; red arrows: effective rank of each covariance (B on the horizontal axis, "
+            "A on the vertical)"
+            if arrows
+            else "; no effective-rank arrows: the suite has no `effective_rank` metric"
+        )
+        + (f"; at most {MAX_COMPONENTS} components shown" if capped else "")
+        + ("; grey: no array for that cell." if n_shown < len(rels) * len(layers) else ".")
+    )
+    return Figure(
+        slug("eigvec", alignment),
+        f"Eigenvector similarity: {alignment}",
+        caption,
+        _png(fig),
+        alt=f"Grid of {n_shown} heatmaps of eigenvector cosine similarity under the "
+        f"{alignment} alignment: rows are relations ({', '.join(rels)}), columns are the "
+        f"layers {', '.join(layers)}; dark cells mark eigenvectors more aligned than chance.",
+        section="eigvec",
+    )
