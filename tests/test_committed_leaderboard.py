@@ -18,7 +18,7 @@ import pytest
 
 from simbench.report import load_results
 from simbench.report.leaderboard import build_leaderboard, relation_means, valid_rows
-from simbench.report.writer import CHECKS_FILE
+from simbench.report.writer import CHECKS_FILE, display_view
 
 RUN = Path(__file__).resolve().parents[1] / "leaderboard" / "gm_controls_cpu"
 pytestmark = pytest.mark.skipif(not RUN.is_dir(), reason="no committed leaderboard")
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(not RUN.is_dir(), reason="no committed leaderboa
 @pytest.fixture(scope="module")
 def run() -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     df, meta = load_results(RUN)
-    return df, meta, pd.read_csv(RUN / CHECKS_FILE)
+    return display_view(df), meta, pd.read_csv(RUN / CHECKS_FILE)
 
 
 def test_committed_leaderboard_is_what_the_code_computes(run) -> None:

@@ -347,8 +347,8 @@ def test_markdown_tables_in_ranking_order(report_dir: Path) -> None:
     table = [ln for ln in md.splitlines() if re.match(r"\| (\d+=?|-) \|", ln)]
     names = [ln.split("|")[2].strip() for ln in table]
     assert names == ["cka", "bures", "svcca", "rsa"]
-    assert "| 1 | cka | none | linear CKA | 1.000 (4) | 1.000 (1/1) | 1.000 (4/4) |" in md
-    assert "| 3 | svcca | none | SVCCA | 0.750 (4) | 0.000 (0/1) | 0.750 (3/4) |" in md
+    assert "| 1 | cka | [positions] | linear CKA | 1.000 (4) | 1.000 (1/1) | 1.000 (4/4) |" in md
+    assert "| 3 | svcca | [positions] | SVCCA | 0.750 (4) | 0.000 (0/1) | 0.750 (3/4) |" in md
     report = (report_dir / "report.md").read_text()
     assert report.index("| 1 | cka") < report.index("| 2 | bures") < report.index("| 3 | svcca")
     for png in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
@@ -359,7 +359,7 @@ def test_html_is_self_contained(report_dir: Path) -> None:
     page = (report_dir / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and "<style>" in page
     refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']*)["']""", page)
-    assert refs and all(r.startswith("data:image/png;base64,") for r in refs)
+    assert refs and all(r.startswith(("data:image/png;base64,", "#")) for r in refs)
     assert not re.search(r"https?://", page)
     assert "<link" not in page and "<script" not in page
     imgs = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
@@ -387,8 +387,8 @@ def test_eigenvector_heatmaps_from_npy(tmp_path: Path) -> None:
     save(tmp_path, frame(rows))
     paths = write_report(tmp_path)
     figs = sorted(p.name for p in paths["figures"].iterdir())
-    assert "eigvec-eigenvector_overlap-procrustes.png" in figs
-    assert not any(f.startswith("eigvec-eigenvector_overlap-srm") for f in figs)
+    assert "eigvec-procrustes.png" in figs  # one grid per alignment
+    assert not any(f.startswith("eigvec-srm") for f in figs)
     assert "1 referenced eigenvector array(s) could not be read" in paths["report_md"].read_text()
 
 
@@ -421,7 +421,7 @@ def test_cli_report_prints_leaderboard(tmp_path: Path, capsys: pytest.CaptureFix
     save(tmp_path, frame(identification_rows()))
     assert main(["report", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "| 1= | dist | none |" in out and "| 3 | bad | none |" in out
+    assert "| 1= | dist | [positions] |" in out and "| 3 | bad | [positions] |" in out
     assert (tmp_path / "leaderboard.md").is_file() and (tmp_path / "report.html").is_file()
 
 

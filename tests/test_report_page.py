@@ -74,7 +74,7 @@ def test_page_structure(page: str) -> None:
     links = re.findall(r'<li><a href="#([^"]+)">', page)
     ids = set(re.findall(r'\bid="([^"]+)"', page))
     assert links[0] == "leaderboard" and set(links) <= ids
-    assert {"depth-curves", "eigenvectors", "srm", "about"} <= set(links)
+    assert {"depth-curves", "eigenvectors", "srm", "gm-filters", "about"} <= set(links)
     assert page.index('id="leaderboard"') < page.index('id="depth-curves"')
     assert page.index('id="eigenvectors"') < page.index('id="about"')
     # every table scrolls in its own box; long ones fold
@@ -107,6 +107,11 @@ def test_every_figure_drawn_once_with_alt_text(run_dir: Path, page: str) -> None
     assert "red arrows: effective rank" in caption
     # Lu et al. Fig. 3 panels for SRM
     assert any(n.startswith("srm-srm") for n in names)
+    # GM Fig. 1 for each of the 3 trained models (8 spatial convs each), GM Fig. 2 for one
+    filters = [n for n in names if n.startswith("eigenfilters-")]
+    assert len(filters) == 3
+    assert all(all(f"conv{i}" in alts[n] for i in range(1, 9)) for n in filters)
+    assert len([n for n in names if n.startswith("projection-")]) == 1
 
 
 def test_gm_scale_recorded_in_results(run_dir: Path) -> None:

@@ -1,4 +1,6 @@
-"""Guth & Ménard (2024) figures of the report: Fig. 3 eigenvector-similarity heatmaps.
+"""Guth & Ménard (2024) figures of the report: Fig. 3 eigenvector-similarity heatmaps from
+the results, and Fig. 1 (spatial eigenfilters) and Fig. 2 (accuracy against projection
+rank) from the trained weights in the run's cache, when it is there.
 
 GM Fig. 3 caption: "The colormap range is defined in terms of the expected level of
 correlation between two random vectors (which is 1/√d), so that this base level
@@ -167,6 +169,7 @@ def _heatmap_figure(
     gm_scale = all(cells[k].get("chance") for k in arrays)
     fig = _new_figure(1.7 * len(layers) + 1.6, 1.8 * len(rels) + 0.9)
     axes = fig.subplots(len(rels), len(layers), squeeze=False)
+    fig.subplots_adjust(wspace=0.3, hspace=0.3, top=1 - 0.5 / fig.get_figheight())
     norm = Normalize(1.0, SIGNIFICANCE_FACTOR) if gm_scale else Normalize(0.0, 1.0)
     im, arrows, capped = None, False, False
     for i, rel in enumerate(rels):
@@ -232,4 +235,167 @@ def _heatmap_figure(
         f"{alignment} alignment: rows are relations ({', '.join(rels)}), columns are the "
         f"layers {', '.join(layers)}; dark cells mark eigenvectors more aligned than chance.",
         section="eigvec",
+    )
+
+
+# -- GM Fig. 1 and Fig. 2: from the trained weights in the run's cache ------------------------
+#: at most this many models get a Fig. 1 (spatial eigenfilters) figure
+MAX_FILTER_MODELS = 4
+#: GM Fig. 1 shows the first 9 eigenvectors of larger kernels
+MAX_FILTERS = 9
+#: test images (seeded random subset) for the accuracy against projection rank
+PROJECTION_IMAGES = 500
+
+
+def _checkpoints(root: Path) -> list[Path]:
+    """The final weights of the models the run trained (``<output>/cache/models``)."""
+    return sorted((root / "cache" / "models").glob("*/model.safetensors"))
+
+
+def _model_label(meta: dict[str, Any]) -> str:
+    spec = meta.get("spec") or {}
+    arch = (spec.get("architecture") or {}).get("name", "?")
+    data = meta.get("dataset") or (spec.get("dataset") or {}).get("name", "?")
+    return f"{arch} on {data}, seed {spec.get('seed', '?')}"
+
+
+def weight_figures(root: Path) -> tuple[list[Figure], list[str]]:
+    """GM Fig. 1 (spatial eigenfilters per layer, one figure per trained model) and GM
+    Fig. 2 bottom right (test accuracy against projection rank, first true-label model),
+    from the checkpoints in the run's cache. Returns the figures and notes saying what
+    could not be drawn and why."""
+    from simbench.train.checkpoint import load_model
+
+    paths = _checkpoints(root)
+    if not paths:
+        why = (
+            "GM Fig. 1 (spatial eigenfilters) and Fig. 2 (accuracy against projection rank) "
+            "are drawn from the trained weights, and this results folder holds no "
+            "`cache/models/*/model.safetensors` (a committed or moved results folder, or "
+            "a suite whose `cache:` lies elsewhere): not drawn."
+        )
+        return [], [why]
+    figures: list[Figure] = []
+    notes: list[str] = []
+    models = []
+    for p in paths:
+        try:
+            models.append((p, *load_model(p)))
+        except (ValueError, OSError, KeyError) as exc:
+            notes.append(f"checkpoint {p.parent.name} could not be loaded ({exc})")
+    for _, model, arch, meta in models[:MAX_FILTER_MODELS]:
+        fig = _eigenfilter_figure(model, arch, meta)
+        if fig is not None:
+            figures.append(fig)
+    if len(models) > MAX_FILTER_MODELS:
+        notes.append(
+            f"GM Fig. 1 drawn for the first {MAX_FILTER_MODELS} of {len(models)} trained models"
+        )
+    if models and not any(f.name.startswith("eigenfilters-") for f in figures):
+        notes.append("no GM Fig. 1: the models have no spatial (k > 1) convolution")
+    true = [m for m in models if "random" not in str(m[3].get("spec", {}).get("dataset"))]
+    if true:
+        fig, why = _projection_figure(*true[0][1:])
+        if fig is not None:
+            figures.append(fig)
+        else:
+            notes.append(f"no GM Fig. 2: {why}")
+    elif models:
+        notes.append("no GM Fig. 2: every trained model has random labels")
+    return figures, notes
+
+
+def _eigenfilter_figure(model: Any, arch: Any, meta: dict[str, Any]) -> Figure | None:
+    from simbench.compare import spatial_eigenvectors
+
+    eig = spatial_eigenvectors(model, arch)
+    if not eig:
+        return None
+    layers = list(eig)
+    ncols = min(MAX_FILTERS, max(len(f) for _, f in eig.values()))
+    fig = _new_figure(0.75 * ncols + 1.2, 0.8 * len(layers) + 0.8)
+    axes = fig.subplots(len(layers), ncols, squeeze=False)
+    fig.subplots_adjust(wspace=0.08, hspace=0.12)
+    for i, layer in enumerate(layers):
+        _lam, filt = eig[layer]
+        for j in range(ncols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                ax.set_ylabel(layer, fontsize=7, rotation=0, ha="right", va="center")
+            if i == 0:
+                ax.set_title(f"{j + 1}", fontsize=7)
+            if j < len(filt):
+                m = float(np.abs(filt[j]).max()) or 1.0
+                ax.imshow(filt[j], cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
+            else:
+                ax.set_visible(False)
+    who = _model_label(meta)
+    fig.suptitle(f"Spatial eigenfilters (GM Fig. 1): {who}", fontsize=9)
+    return Figure(
+        slug("eigenfilters", who),
+        f"Spatial eigenfilters: {who}",
+        "Leading eigenvectors (columns, by decreasing eigenvalue; at most "
+        f"{MAX_FILTERS}) of each layer's k² × k² spatial filter covariance, averaged over "
+        'the output and input channels (GM section 2.2, MATH.md "Spatial eigenvectors"); '
+        "red positive, blue negative, each filter scaled to its largest magnitude.",
+        _png(fig),
+        alt=f"Grid of spatial eigenfilters of {who}: one row per convolutional layer "
+        f"({', '.join(layers)}), the first {ncols} eigenvectors as small colour images.",
+        section="gm12",
+    )
+
+
+def _projection_figure(model: Any, arch: Any, meta: dict[str, Any]) -> tuple[Figure | None, str]:
+    from simbench.compare import rank_projection_accuracy
+    from simbench.train.checkpoint import create_plugin
+
+    spec = meta.get("spec") or {}
+    ds = spec.get("dataset") or {}
+    norm = meta.get("normalization")
+    if not ds.get("name") or not norm:
+        return None, "the checkpoint records no dataset or normalization"
+    try:
+        data = create_plugin("dataset", ds["name"], ds.get("params") or {}).load()
+    except Exception as exc:  # a dataset that is not on this machine
+        return None, f"its dataset {ds['name']!r} cannot be loaded here ({exc})"
+    n = len(data.y_test)
+    if n == 0:
+        return None, "its dataset has no test split"
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(n, size=min(n, PROJECTION_IMAGES), replace=False))
+    d_max = max(int(np.prod(s.weight(model).shape[1:])) for s in arch.layers(model) if not s.frozen)
+    ranks = sorted({*(2**k for k in range(int(math.log2(d_max)) + 1)), d_max})
+    table = rank_projection_accuracy(
+        model, arch, data.x_test[idx], np.asarray(data.y_test)[idx], norm, ranks
+    )
+    full = float(table["accuracy"].iloc[-1])
+    se = np.sqrt(table["accuracy"] * (1 - table["accuracy"]) / len(idx))
+    fig = _new_figure(5.5, 3.4)
+    ax = fig.add_subplot()
+    ax.errorbar(table["rank"], table["accuracy"], yerr=se, marker="o", markersize=4, capsize=3)
+    ax.axhline(1.0 / data.num_classes, color="0.5", ls=":", label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("projection rank r (every layer: W ← W V_r V_rᵀ)")
+    ax.set_ylabel("test accuracy")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    who = _model_label(meta)
+    ax.set_title(f"Accuracy against projection rank (GM Fig. 2): {who}", fontsize=9)
+    return (
+        Figure(
+            slug("projection", who),
+            f"Accuracy against projection rank: {who}",
+            "Test accuracy when every layer's weight is projected onto the top-r "
+            "eigenvectors of its covariance WᵀW (r capped at the layer's input dimension; "
+            "GM Fig. 2, bottom right), on a seeded random subset of "
+            f"{len(idx)} test images; error bars: binomial standard error; the last point "
+            f"(r = {ranks[-1]}) is the unprojected model ({full:.3f}).",
+            _png(fig),
+            alt=f"Line plot of {who}'s test accuracy against the projection rank r on a "
+            f"log scale from 1 to {ranks[-1]}, with the chance level as a dotted line.",
+            section="gm12",
+        ),
+        "",
     )

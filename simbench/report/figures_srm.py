@@ -70,6 +70,7 @@ def srm_panels(valid: pd.DataFrame, raw_metric: pd.Series, order: list[str]) -> 
         means = relation_means(rows)
         fig = _new_figure(max(8.0, 0.9 * len(layers) + 5.0), 3.6)
         ax1, ax2 = fig.subplots(1, 2)
+        fig.subplots_adjust(wspace=0.3)
         rels = _relations_sorted(list(means["relation"].unique()))
         for i, rel in enumerate(rels):
             g = means[means["relation"] == rel]

@@ -63,7 +63,7 @@ def _png(fig: Any) -> bytes:
 
 def slug(*parts: str) -> str:
     """A file-name-safe stem from ``parts``."""
-    text = "-".join(str(p) for p in parts)
+    text = "-".join(str(p).strip("[]") for p in parts)
     out = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
     return out.strip("_") or "figure"
 
@@ -236,7 +236,11 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
         ncols = 2 if len(panels) == 4 else min(3, len(panels))
         nrows = -(-len(panels) // ncols)
         fig = _new_figure(side * ncols + 1.0, side * nrows)
-        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()[: len(panels)]
+        grid = fig.subplots(nrows, ncols, squeeze=False)
+        fig.subplots_adjust(wspace=0.45, hspace=0.45, right=0.85)
+        for extra in grid.ravel()[len(panels) :]:
+            extra.set_visible(False)
+        axes = grid.ravel()[: len(panels)]
         allv = np.concatenate([p.to_numpy(float).ravel() for _, p, *_ in panels])
         vmin, vmax = np.nanmin(allv), np.nanmax(allv)
         cmap = "viridis" if sign > 0 else "viridis_r"

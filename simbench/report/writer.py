@@ -233,6 +233,7 @@ FIGURE_SECTIONS = (
     ("layers", "layer-matrices", "Layer × layer similarity"),
     ("eigvec", "eigenvectors", "Eigenvector similarity (GM Fig. 3)"),
     ("srm", "srm", "Shared response model (Lu et al. Fig. 3)"),
+    ("gm12", "gm-filters", "Spatial eigenfilters and projection rank (GM Fig. 1-2)"),
 )
 _TEMPLATES = Path(__file__).with_name("templates")
 
@@ -347,14 +348,11 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
     ]
     figures = list(plots.depth_curves(valid, order))
     figures += list(plots.layer_matrices(valid, order))
-    eig, missing_arrays = figures_gm.eigenvector_heatmaps(
-        valid[valid["consumes"].astype(str) == "weights"] if "consumes" in valid else valid,
-        order,
-        root,
-        extra_cols,
-    )
+    eig, missing_arrays = figures_gm.eigenvector_heatmaps(valid, order, root, extra_cols)
     figures += eig
     figures += list(figures_srm.srm_panels(valid, df["metric"], order))
+    weight_figs, weight_notes = figures_gm.weight_figures(root)
+    figures += weight_figs
     figures = _unique_names(figures)
 
     fig_dir = root / "figures"
@@ -363,7 +361,7 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
         write_file(fig_dir / f"{f.name}.png", f.png)
     current = {f"{f.name}.png" for f in figures}
     for stale in fig_dir.glob("*.png"):  # figures of an earlier report of this folder
-        prefixes = ("depth-", "layers-", "eigvec-", "srm-")
+        prefixes = ("depth-", "layers-", "eigvec-", "srm-", "eigenfilters-", "projection-")
         if stale.name not in current and stale.name.startswith(prefixes):
             stale.unlink(missing_ok=True)
 
@@ -406,15 +404,11 @@ def write_report(output_dir: str | os.PathLike[str]) -> dict[str, Path]:
                  tables=[t for t in (control_table, checks_table) if t["rows"]]),
     ]  # fmt: skip
     fig_notes = _figure_notes(df, eig, missing_arrays)
+    fig_notes["gm12"] = weight_notes
     for key, anchor, title in FIGURE_SECTIONS:
         figs = [f for f in figures if f.section == key]
         if figs or fig_notes.get(key):
             sections.append(_section(anchor, title, figures=figs, notes=fig_notes.get(key, [])))
-    if fig_notes.get("gm12"):
-        sections.append(
-            _section("gm-filters", "Spatial eigenfilters and projection rank (GM Fig. 1-2)",
-                     notes=fig_notes["gm12"])
-        )  # fmt: skip
     if e_rows:
         sections.append(_section("failed-cells", "Failed cells", tables_before=[
             _table(e_rows, e_head, left=(0, 1), wide=(3,))]))  # fmt: skip
@@ -462,12 +456,6 @@ def _figure_notes(df: pd.DataFrame, eig: list, missing_arrays: int) -> dict[str,
         notes.setdefault("eigvec", []).append(f"no GM Fig. 3 heatmaps: {why}")
     if not (df["metric"] == "srm").any():
         notes.setdefault("srm", [])  # no section: SRM is not in the suite
-    notes["gm12"] = [
-        "GM Fig. 1 (spatial eigenfilters, `simbench.compare.spatial_eigenvectors`) and GM "
-        "Fig. 2 (accuracy against projection rank, `simbench.compare.rank_projection_accuracy`) "
-        "are drawn from the trained weights, which a results folder does not hold: not drawn "
-        "in this report."
-    ]
     return notes
 
 
