@@ -244,7 +244,7 @@ MAX_FILTER_MODELS = 4
 #: GM Fig. 1 shows the first 9 eigenvectors of larger kernels
 MAX_FILTERS = 9
 #: test images (seeded random subset) for the accuracy against projection rank
-PROJECTION_IMAGES = 500
+PROJECTION_IMAGES = 300
 
 
 def _checkpoints(root: Path) -> list[Path]:
@@ -306,6 +306,8 @@ def weight_figures(root: Path) -> tuple[list[Figure], list[str]]:
 
 
 def _eigenfilter_figure(model: Any, arch: Any, meta: dict[str, Any]) -> Figure | None:
+    """One image: a mosaic of every layer's leading eigenfilters (one ``imshow``, not one
+    axes per filter, which made this figure the slowest of the report)."""
     from simbench.compare import spatial_eigenvectors
 
     eig = spatial_eigenvectors(model, arch)
@@ -313,26 +315,31 @@ def _eigenfilter_figure(model: Any, arch: Any, meta: dict[str, Any]) -> Figure |
         return None
     layers = list(eig)
     ncols = min(MAX_FILTERS, max(len(f) for _, f in eig.values()))
-    fig = _new_figure(0.75 * ncols + 1.2, 0.8 * len(layers) + 0.8)
-    axes = fig.subplots(len(layers), ncols, squeeze=False)
-    fig.subplots_adjust(wspace=0.08, hspace=0.12)
+    k = max(f.shape[1] for _, f in eig.values())
+    cell = k + 1  # one blank pixel between filters
+    mosaic = np.full((len(layers) * cell - 1, ncols * cell - 1), np.nan)
     for i, layer in enumerate(layers):
-        _lam, filt = eig[layer]
-        for j in range(ncols):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(layer, fontsize=7, rotation=0, ha="right", va="center")
-            if i == 0:
-                ax.set_title(f"{j + 1}", fontsize=7)
-            if j < len(filt):
-                m = float(np.abs(filt[j]).max()) or 1.0
-                ax.imshow(filt[j], cmap="RdBu_r", vmin=-m, vmax=m, interpolation="nearest")
-            else:
-                ax.set_visible(False)
+        filt = eig[layer][1]
+        for j in range(min(ncols, len(filt))):
+            f = filt[j] / (float(np.abs(filt[j]).max()) or 1.0)
+            r0, c0 = i * cell + (k - f.shape[0]) // 2, j * cell + (k - f.shape[1]) // 2
+            mosaic[r0 : r0 + f.shape[0], c0 : c0 + f.shape[1]] = f
+    fig = _new_figure(0.55 * ncols + 1.3, 0.55 * len(layers) + 0.9)
+    ax = fig.add_subplot()
+    from matplotlib import colormaps
+
+    cmap = colormaps["RdBu_r"].with_extremes(bad="white")
+    ax.imshow(mosaic, cmap=cmap, vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_xticks([j * cell + (k - 1) / 2 for j in range(ncols)])
+    ax.set_xticklabels([str(j + 1) for j in range(ncols)], fontsize=7)
+    ax.xaxis.tick_top()
+    ax.set_yticks([i * cell + (k - 1) / 2 for i in range(len(layers))])
+    ax.set_yticklabels(layers, fontsize=7)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     who = _model_label(meta)
-    fig.suptitle(f"Spatial eigenfilters (GM Fig. 1): {who}", fontsize=9)
+    ax.set_title(f"Spatial eigenfilters (GM Fig. 1): {who}\nrank →", fontsize=8)
     return Figure(
         slug("eigenfilters", who),
         f"Spatial eigenfilters: {who}",
