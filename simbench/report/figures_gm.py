@@ -277,32 +277,48 @@ def weight_figures(root: Path) -> tuple[list[Figure], list[str]]:
         return [], [why]
     figures: list[Figure] = []
     notes: list[str] = []
-    models = []
-    for p in paths:
-        try:
-            models.append((p, *load_model(p)))
-        except (ValueError, OSError, KeyError) as exc:
-            notes.append(f"checkpoint {p.parent.name} could not be loaded ({exc})")
-    for _, model, arch, meta in models[:MAX_FILTER_MODELS]:
-        fig = _eigenfilter_figure(model, arch, meta)
+    sidecars = {p: _sidecar(p) for p in paths}
+    true = [p for p in paths if "random" not in str(sidecars[p].get("spec", {}).get("dataset"))]
+    loaded: dict[Path, Any] = {}
+
+    def model(p: Path) -> Any:
+        if p not in loaded:
+            try:
+                loaded[p] = load_model(p)
+            except (ValueError, OSError, KeyError) as exc:
+                notes.append(f"checkpoint {p.parent.name} could not be loaded ({exc})")
+                loaded[p] = None
+        return loaded[p]
+
+    for p in paths[:MAX_FILTER_MODELS]:
+        got = model(p)
+        fig = _eigenfilter_figure(*got) if got is not None else None
         if fig is not None:
             figures.append(fig)
-    if len(models) > MAX_FILTER_MODELS:
+    if len(paths) > MAX_FILTER_MODELS:
         notes.append(
-            f"GM Fig. 1 drawn for the first {MAX_FILTER_MODELS} of {len(models)} trained models"
+            f"GM Fig. 1 drawn for the first {MAX_FILTER_MODELS} of {len(paths)} trained models"
         )
-    if models and not any(f.name.startswith("eigenfilters-") for f in figures):
+    if loaded and not any(f.name.startswith("eigenfilters-") for f in figures):
         notes.append("no GM Fig. 1: the models have no spatial (k > 1) convolution")
-    true = [m for m in models if "random" not in str(m[3].get("spec", {}).get("dataset"))]
-    if true:
-        fig, why = _projection_figure(*true[0][1:])
+    got = model(true[0]) if true else None
+    if got is not None:
+        fig, why = _projection_figure(*got)
         if fig is not None:
             figures.append(fig)
         else:
             notes.append(f"no GM Fig. 2: {why}")
-    elif models:
+    elif not true:
         notes.append("no GM Fig. 2: every trained model has random labels")
     return figures, notes
+
+
+def _sidecar(path: Path) -> dict[str, Any]:
+    try:
+        got = json.loads(path.with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return got if isinstance(got, dict) else {}
 
 
 def _eigenfilter_figure(model: Any, arch: Any, meta: dict[str, Any]) -> Figure | None:
