@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,25 @@ _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _TEMP_RE = re.compile(r"^\..+\.(?:(?P<host>[0-9a-f]{8})-)?(?P<pid>\d+)\.[0-9a-f]{12}\.tmp$")
 #: a temporary file untouched for this long is abandoned whoever wrote it (seconds)
 STALE_TEMP_AGE_S = 3600.0
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux exposes it
+    (``/proc/self/status``); elsewhere set and restored at once under a lock."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -47,13 +67,16 @@ def atomic_path(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     ``os.replace`` it onto ``path``; on failure remove it.
 
     The name is unique per process and call, on the same file system (so the rename is
-    atomic); not ``mkstemp``, whose 0600 mode would survive the rename.
+    atomic); not ``mkstemp``, whose 0600 mode would survive the rename. Before the rename
+    the file gets mode ``0o666 & ~umask`` (0644 under the usual umask 022), whatever the
+    writer created it with (safetensors writes 0600), so every output honours the umask.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         if fsync:
             with open(tmp, "rb+") as f:
                 os.fsync(f.fileno())

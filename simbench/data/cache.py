@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from simbench.data.base import ImageData
+from simbench.io import current_umask
 
 #: bump when the decoding or the cached layout changes, to invalidate old entries
 CACHE_FORMAT = 1
@@ -160,6 +161,7 @@ def _save_atomic(path: Path, data: ImageData) -> None:
             np.save(tmp / f"{k}.npy", np.ascontiguousarray(getattr(data, k)))
         info = {"classes": list(data.classes), "name": data.name, "meta": data.meta}
         (tmp / "info.json").write_text(json.dumps(info, default=str))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would survive the rename
         try:
             os.rename(tmp, path)
         except OSError:

@@ -1,18 +1,18 @@
 """Figures of the report as PNG bytes (matplotlib's Agg canvas; no pyplot, no global state).
 
 - depth curves (GM Fig. 4): value against layer in depth order, one line per relation;
-- eigenvector-similarity heatmaps (GM Fig. 3) from ``.npy`` arrays the score stage stored;
 - layer × layer similarity matrices (rows with ``layer_a != layer_b``).
+
+GM Fig. 1-3 are in :mod:`simbench.report.figures_gm`, Lu et al. Fig. 3 in
+:mod:`simbench.report.figures_srm`.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,40 +29,41 @@ RELATION_COLORS = {
     "other": "#7f7f7f",
 }
 RELATION_ORDER = ("seed", "dataset", "labels", "random_labels", "checkpoint", "other")
-#: heatmaps show at most this many leading components / layers per figure
-MAX_COMPONENTS = 128
-MAX_LAYERS = 8
-MAX_RELATIONS = 4
 
 
 @dataclass(frozen=True)
 class Figure:
-    """A rendered figure: a file stem, a caption and the PNG bytes."""
+    """A rendered figure: a file stem, a title, a caption, the PNG bytes, its alt text
+    (what the image shows, for readers who cannot see it) and the report section."""
 
     name: str
     title: str
     caption: str
     png: bytes
+    alt: str = ""
+    section: str = ""
 
 
 def _new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
-    fig = MplFigure(figsize=(width, height), dpi=100, layout="constrained")
+    # no layout engine: constrained layout took half the rendering time; the margins are
+    # trimmed once when saving (``bbox_inches="tight"``)
+    fig = MplFigure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
     return fig
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight", pad_inches=0.08)
     return buf.getvalue()
 
 
 def slug(*parts: str) -> str:
     """A file-name-safe stem from ``parts``."""
-    text = "-".join(str(p) for p in parts)
+    text = "-".join(str(p).strip("[]") for p in parts)
     out = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
     return out.strip("_") or "figure"
 
@@ -169,14 +170,24 @@ def depth_curves(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
         ax.set_title(f"{metric} · alignment {alignment}", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
+        has_err = bool(np.isfinite(m["err"].to_numpy(float)).any())
         yield Figure(
             slug("depth", metric, alignment),
             f"Depth curve: {metric} · {alignment}",
-            "Mean over pairs of each relation, per layer (same layer in both networks); "
-            "error bars: standard error (between pairs and each score's stderr: probe-block "
-            "jackknife and Monte-Carlo error)"
+            "Mean over pairs of each relation, per layer (same layer in both networks)"
+            + (
+                "; error bars: standard error (between pairs and each score's stderr: "
+                "probe-block jackknife and Monte-Carlo error)"
+                if has_err
+                else "; no error bars: one pair per relation and no stderr in the results"
+            )
             + ("; circled: not distinguishable from chance (mean |z| < 3)." if marked else "."),
             _png(fig),
+            alt=f"Line plot of {metric} ({alignment}) against layer depth, "
+            f"{len(layers)} layers ({layers[0]} to {layers[-1]}), one line per relation: "
+            + ", ".join(rels)
+            + ".",
+            section="depth",
         )
 
 
@@ -218,15 +229,18 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
                 zc.mean().unstack("layer_b").reindex(index=la, columns=lb),
             )
             panels.append((rel, mat.reindex(index=la, columns=lb), *extras))
-        panels = panels[:MAX_RELATIONS]
         if not panels:
             continue
         n = max(max(p.shape) for _, p, *_ in panels)
         side = min(6.0, max(3.0, 0.35 * n + 1.5))
-        ncols = 2 if len(panels) == 4 else len(panels)
+        ncols = 2 if len(panels) == 4 else min(3, len(panels))
         nrows = -(-len(panels) // ncols)
         fig = _new_figure(side * ncols + 1.0, side * nrows)
-        axes = fig.subplots(nrows, ncols, squeeze=False).ravel()[: len(panels)]
+        grid = fig.subplots(nrows, ncols, squeeze=False)
+        fig.subplots_adjust(wspace=0.45, hspace=0.45, right=0.85)
+        for extra in grid.ravel()[len(panels) :]:
+            extra.set_visible(False)
+        axes = grid.ravel()[: len(panels)]
         allv = np.concatenate([p.to_numpy(float).ravel() for _, p, *_ in panels])
         vmin, vmax = np.nanmin(allv), np.nanmax(allv)
         cmap = "viridis" if sign > 0 else "viridis_r"
@@ -278,6 +292,11 @@ def layer_matrices(valid: pd.DataFrame, order: list[str]) -> Iterator[Figure]:
             + ("; hatched: not distinguishable from chance (mean |z| < 3)" if marked else "")
             + ".",
             _png(fig),
+            alt=f"Heatmaps of {metric} ({alignment}) between every layer of network A (rows) "
+            f"and every layer of network B (columns), one panel per relation: "
+            + ", ".join(rel for rel, *_ in panels)
+            + ".",
+            section="layers",
         )
 
 
@@ -293,125 +312,6 @@ def _mean_z(rows: pd.DataFrame, by: list[str]) -> dict[tuple, dict[tuple, float]
         if v.notna().any():
             out.setdefault((metric, alignment), {})[tuple(key)] = float(v.mean())
     return out
-
-
-# -- eigenvector-similarity arrays ----------------------------------------------------------
-def artifact_paths(value: Any, column: str) -> dict[str, str]:
-    """``.npy`` paths referenced by one cell: a path string or a JSON object of them."""
-    if not isinstance(value, str) or not value.strip():
-        return {}
-    text = value.strip()
-    if text.lower().endswith(".npy"):
-        return {column: text}
-    if text.startswith("{"):
-        try:
-            obj = json.loads(text)
-        except ValueError:
-            return {}
-        found: dict[str, str] = {}
-        stack: list[tuple[str, Any]] = [(column, obj)]
-        while stack:
-            key, v = stack.pop()
-            if isinstance(v, dict):
-                stack.extend((str(k), x) for k, x in v.items())
-            elif isinstance(v, str) and v.lower().endswith(".npy"):
-                found[key] = v
-        return found
-    return {}
-
-
-def _load_array(path: str, root: Path) -> np.ndarray | None:
-    p = Path(path)
-    for cand in [p] if p.is_absolute() else [root / p, root / "cache" / p]:
-        if cand.is_file():
-            try:
-                arr = np.load(cand, allow_pickle=False)
-            except (OSError, ValueError):
-                return None
-            return arr if isinstance(arr, np.ndarray) and arr.ndim == 2 else None
-    return None
-
-
-def eigenvector_heatmaps(
-    valid: pd.DataFrame, order: list[str], root: Path, artifact_columns: list[str]
-) -> tuple[list[Figure], int]:
-    """GM Fig. 3: ``|overlap|`` matrices, rows = relations (first pair), columns = layers.
-
-    Returns the figures and the number of referenced arrays that could not be read
-    (missing file, not 2-D, unreadable): the report mentions them instead of failing.
-    """
-    figures: list[Figure] = []
-    missing = 0
-    if not artifact_columns or valid.empty:
-        return figures, missing
-    diag = valid[valid["layer_a"] == valid["layer_b"]]
-    diag = diag.assign(relation=_relation_key(diag))
-    for (metric, alignment), rows in diag.groupby(["metric", "alignment"], sort=False):
-        cells: dict[tuple[str, str], np.ndarray] = {}
-        rels_seen: list[str] = []
-        layers_seen: set[str] = set()
-        sort_cols = [c for c in ("model_a", "model_b", "draw") if c in rows.columns]
-        for _, r in rows.sort_values(sort_cols, kind="stable").iterrows():
-            rel, layer = str(r["relation"]), str(r["layer_a"])
-            if (rel, layer) in cells:
-                continue
-            refs: dict[str, str] = {}
-            for col in artifact_columns:
-                refs.update(artifact_paths(r.get(col), col))
-            if not refs:
-                continue
-            # prefer an array whose key names the eigenvector overlap
-            key = next(
-                (k for k in refs if "overlap" in k.lower() or "eig" in k.lower()), next(iter(refs))
-            )
-            arr = _load_array(refs[key], root)
-            if arr is None:
-                missing += 1
-                continue
-            cells[(rel, layer)] = arr
-            if rel not in rels_seen:
-                rels_seen.append(rel)
-            layers_seen.add(layer)
-        if not cells:
-            continue
-        rels = _relations_sorted(rels_seen)[:MAX_RELATIONS]
-        layers = [x for x in order if x in layers_seen]
-        if len(layers) > MAX_LAYERS:
-            idx = np.unique(np.linspace(0, len(layers) - 1, MAX_LAYERS).round().astype(int))
-            layers = [layers[i] for i in idx]
-        fig = _new_figure(1.9 * len(layers) + 1.2, 1.9 * len(rels) + 0.6)
-        axes = fig.subplots(len(rels), len(layers), squeeze=False)
-        im = None
-        for i, rel in enumerate(rels):
-            for j, layer in enumerate(layers):
-                ax = axes[i][j]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if i == 0:
-                    ax.set_title(layer, fontsize=8)
-                if j == 0:
-                    ax.set_ylabel(rel, fontsize=8)
-                arr = cells.get((rel, layer))
-                if arr is None:
-                    ax.set_facecolor("#eeeeee")
-                    continue
-                A = np.abs(arr[:MAX_COMPONENTS, :MAX_COMPONENTS])
-                im = ax.imshow(A, vmin=0.0, vmax=1.0, cmap="magma", interpolation="nearest")
-        if im is not None:
-            fig.colorbar(
-                im, ax=axes.ravel().tolist(), shrink=0.8, label=r"$|v_{x,i}^{\top} v_{y,j}|$"
-            )
-        fig.suptitle(f"Eigenvector similarity: {metric} · {alignment}", fontsize=10)
-        figures.append(
-            Figure(
-                slug("eigvec", metric, alignment),
-                f"Eigenvector similarity: {metric} · {alignment}",
-                "Absolute overlap of rank-ordered eigenvectors (first pair of each relation; "
-                f"at most {MAX_COMPONENTS} components, {MAX_LAYERS} layers).",
-                _png(fig),
-            )
-        )
-    return figures, missing
 
 
 def finite(x: Any) -> bool:

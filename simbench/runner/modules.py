@@ -12,12 +12,13 @@ the combined text.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from simbench.io import atomic_path
 
 __all__ = ["suite_with_modules"]
 
@@ -48,9 +49,8 @@ def _entry(mid: str, value: Any, cache_dir: Path) -> dict[str, Any]:
     if not file.is_file():
         file.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-        tmp = file.with_suffix(".tmp")
-        save_file(state, str(tmp))
-        os.replace(tmp, file)
+        with atomic_path(file) as tmp:
+            save_file(state, str(tmp))
     entry: dict[str, Any] = {
         "id": mid,
         "architecture": {"name": "module", "params": params},

@@ -265,6 +265,7 @@ def assemble(plan: Any, failures: dict[str, str] | None = None) -> tuple[Any, di
     out_dir = Path(suite.output_dir)
     rows = []
     arrays: dict[str, str] = {}
+    chances: dict[str, float | None] = {}
     for c in plan.cells:
         rec = cache.get_json("score", c.score.key)
         if rec is None:
@@ -273,11 +274,17 @@ def assemble(plan: Any, failures: dict[str, str] | None = None) -> tuple[Any, di
         details = dict(rec.get("details") or {})
         if c.score.eig_key and not rec.get("error"):
             rel = arrays.get(c.score.eig_key)
-            if rel is None and cache.has_arrays("eigvec", c.score.eig_key, verify=False):
-                rel = f"eigenvectors/{c.score.eig_key}.npy"
-                arrays[c.score.eig_key] = rel
+            if rel is None:
+                # has_arrays(verify=False), keeping the sidecar's meta (the chance level)
+                ok, side = cache._array_status("eigvec", c.score.eig_key, False, True, None)
+                if ok:
+                    rel = f"eigenvectors/{c.score.eig_key}.npy"
+                    arrays[c.score.eig_key] = rel
+                    chances[c.score.eig_key] = (side or {}).get("chance")
             if rel is not None:
                 details["eigenvector_overlap"] = rel
+                if chances.get(c.score.eig_key) is not None:  # 1/√d: the report's colour scale
+                    details["eigenvector_chance"] = chances[c.score.eig_key]
         a, b = c.pair.a, c.pair.b
         rows.append(
             {
