@@ -163,6 +163,27 @@ class Metric(Plugin):
             raise ValueError(f"{self.name} needs Moments(fourth=True) when streaming")
         return self._from_moments(m)
 
+    # -- per-representation precomputation (COORD.md §3; many-model scoring) ----------
+    def prepare(self, X: Any) -> Any:
+        """What the metric can compute from one representation alone, reused across pairs.
+
+        ``None`` (the default): not supported, score pairs with :meth:`evaluate`. A metric
+        that overrides it returns an opaque object (e.g. a centred Gram matrix, a side's
+        moments) that :meth:`score_prepared` combines with another one; the value equals
+        ``evaluate(X, Y).value`` to 1e-12 (tests/test_prepared.py). It may also return
+        ``None`` for inputs where it does not pay (then use :meth:`evaluate`).
+        """
+        return None
+
+    def score_prepared(self, pa: Any, pb: Any) -> Score:
+        """The score of the pair whose sides ``prepare`` returned ``pa`` and ``pb``."""
+        raise TypeError(f"metric {self.name!r} has no per-representation precomputation")
+
+    def _prepared_input(self, X: Any, name: str = "X") -> np.ndarray:
+        """One representation as ``evaluate`` sees it: validated float64 ``(n, d)``,
+        exactly rescaled (scale-invariant metrics) or checked against the scale range."""
+        return self._fit_scale(as_matrix(X, name, min_rows=self.min_samples), name)
+
     def claimed_invariances(self) -> frozenset[Invariance]:
         """Invariances this instance claims; the class's unless they depend on parameters."""
         return self.invariances

@@ -8,13 +8,14 @@ Spearman correlation between the strict upper triangles of the two RSMs.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import rankdata
 
 from simbench.metrics.base import Metric
-from simbench.plugin import Invariance
+from simbench.metrics.prepared import GramSide, cosine, upper
+from simbench.plugin import Invariance, Score
 
 
 def rsm(X: np.ndarray, kind: str = "correlation", name: str = "X") -> np.ndarray:
@@ -67,6 +68,22 @@ class RSA(Metric):
         if self.rsm == "cosine":
             return self.invariances | {Invariance.ORTHOGONAL}
         return self.invariances
+
+    def prepare(self, X: Any) -> GramSide:
+        """The RSM's upper triangle (ranked for Spearman), centred, as a unit vector."""
+        Xa = self._prepared_input(X)
+        a = upper(rsm(Xa, self.rsm, "X"))
+        if self.compare == "spearman":
+            a = rankdata(a)
+        a = a - a.mean()
+        norm = float(np.sqrt(a @ a))
+        if norm == 0.0:
+            msg = "an RSM is constant off the diagonal: its correlation is undefined"
+            return GramSide(Xa.shape[0], a, error=msg)
+        return GramSide(Xa.shape[0], a / norm)
+
+    def score_prepared(self, pa: GramSide, pb: GramSide) -> Score:
+        return self._checked(cosine, pa, pb)
 
     def _compute(self, X: np.ndarray, Y: np.ndarray) -> float:
         iu = np.triu_indices(X.shape[0], k=1)
