@@ -28,8 +28,9 @@ from simbench.metrics.prepared import (
     unit_gram,
     upper,
 )
-from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired, is_torch
 from simbench.numerics.moments import Moments
+from simbench.numerics.torch_ops import linear_gram_t, rbf_gram_t
 from simbench.plugin import Invariance, Score
 
 _INV = frozenset(
@@ -208,7 +209,10 @@ class CKA(Metric):
         n = Xa.shape[0]
         if self.kernel == "linear" and n > GRAM_MAX_N:
             return None if self.debiased else MomentsSide.of(Xa)
-        K = linear_gram(Xa) if self.kernel == "linear" else rbf_gram(Xa, self.ratio)
+        if is_torch(Xa):  # on the tensor's device (numerics.torch_ops)
+            K = linear_gram_t(Xa) if self.kernel == "linear" else rbf_gram_t(Xa, self.ratio)
+        else:
+            K = linear_gram(Xa) if self.kernel == "linear" else rbf_gram(Xa, self.ratio)
         degenerate = (
             "HSIC of a representation with itself is <= 0: it has no variance (constant) "
             "or, for the debiased estimator, too few samples; CKA is undefined"
@@ -217,7 +221,10 @@ class CKA(Metric):
             Kc = K - K.mean(axis=0) - K.mean(axis=1)[:, None] + K.mean()  # as hsic_biased
             return unit_gram(Kc, n, degenerate)
         # unbiased HSIC (Song et al. 2012): zero-diagonal K̃, its column sums and HSIC(K, K)
-        np.fill_diagonal(K, 0.0)
+        if is_torch(K):
+            K.fill_diagonal_(0.0)
+        else:
+            np.fill_diagonal(K, 0.0)
         side = GramSide(n, upper(K), K.sum(axis=0))
         hkk = _hsic_prepared(side, side)
         if not hkk > 0.0:

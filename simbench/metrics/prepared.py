@@ -18,11 +18,14 @@ side; ``Metric.score_prepared(pa, pb)`` then does only the pairwise products. Tw
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from simbench.numerics import torch_ops
+from simbench.numerics.arrays import is_torch
 from simbench.numerics.moments import Moments, cross_scatter, side_scatter
 from simbench.plugin import Score
 
@@ -41,7 +44,11 @@ def check_same_n(na: int, nb: int) -> None:
 
 @dataclass(frozen=True, eq=False)
 class MomentsSide:
-    """One side's validated data ``X``, mean, centred scatter and rank-one flag."""
+    """One side's validated data ``X``, mean, centred scatter and rank-one flag.
+
+    From a torch tensor, ``X`` is the centred tensor on its device and ``mean``, ``sxx``
+    are float64 numpy: a pair forms only ``XcᵀYc`` on the device.
+    """
 
     X: np.ndarray
     mean: np.ndarray
@@ -50,6 +57,10 @@ class MomentsSide:
 
     @classmethod
     def of(cls, X: np.ndarray) -> MomentsSide:
+        if is_torch(X):
+            mean = X.mean(dim=0)
+            Xc = X - mean
+            return cls(Xc, torch_ops.to_np(mean), torch_ops.to_np(Xc.T @ Xc), False)
         mean, sxx, rank_one = side_scatter(X)
         return cls(X, mean, sxx, rank_one)
 
@@ -61,7 +72,12 @@ class MomentsSide:
 def paired_moments(a: MomentsSide, b: MomentsSide) -> Moments:
     """The paired :class:`Moments` of two prepared sides (equal to ``Moments.from_arrays``)."""
     check_same_n(a.n, b.n)
-    sxy = cross_scatter(a.X, a.mean, a.rank_one, b.X, b.mean, b.rank_one)
+    if is_torch(a.X) != is_torch(b.X):
+        raise TypeError("prepare both sides from numpy arrays or both from torch tensors")
+    if is_torch(a.X):
+        sxy = torch_ops.to_np(a.X.T @ b.X)  # both centred, on the device
+    else:
+        sxy = cross_scatter(a.X, a.mean, a.rank_one, b.X, b.mean, b.rank_one)
     m = Moments(n=a.n, mean_x=a.mean, mean_y=b.mean, sxx=a.sxx, syy=b.sxx, sxy=sxy)
     m._check_finite()
     return m
@@ -87,12 +103,16 @@ def _upper_mask(n: int) -> np.ndarray:
 
 def upper(K: np.ndarray) -> np.ndarray:
     """The strict upper triangle of a square ``K`` as a new vector (row-major order)."""
+    if is_torch(K):
+        return torch_ops.upper_t(K)
     return K[_upper_mask(K.shape[0])]
 
 
 def packed(K: np.ndarray, off_weight: float = float(np.sqrt(2.0))) -> np.ndarray:
     """``[diag(K), off_weight · triu(K, 1)]`` of a symmetric ``K``: ``packed(K)·packed(L) =
     ⟨K, L⟩_F`` with the default weight √2."""
+    if is_torch(K):
+        return torch_ops.packed_t(K)
     off = upper(K)
     off *= off_weight
     return np.concatenate([np.diag(K), off])
@@ -118,10 +138,10 @@ class GramSide:
 def unit_gram(K: np.ndarray, n: int, degenerate: str) -> GramSide:
     """:class:`GramSide` of a centred kernel ``K`` normalised to unit Frobenius norm."""
     w = packed(K)
-    norm = float(np.sqrt(w @ w))
+    norm = math.sqrt(float(w @ w))
     if not norm > 0.0:
         return GramSide(n, w, error=degenerate)
-    w /= norm
+    w = w / norm
     return GramSide(n, w)
 
 
