@@ -101,3 +101,18 @@ def test_metric_without_prepare_falls_back_to_evaluate():
     df = simbench.compare_many(reps, [MeanGap()], layer_pairs="same")
     want = [abs(reps["m0"][k].mean() - reps["m1"][k].mean()) for k in ("conv1", "fc")]
     assert np.allclose(df.value, want, rtol=0, atol=1e-15)
+
+
+def test_torch_device_path_equals_numpy():
+    """``device=`` runs prepare in torch (here on the CPU; on a GPU in gpu_smoke.sh)."""
+    reps = _reps(np.random.default_rng(5))
+    metrics = ["cka", "cca", "svcca", "pwcca", "procrustes_distance", "rsa", "gulp"]
+    ref = simbench.compare_many(reps, metrics)
+    got = simbench.compare_many(reps, metrics, device="cpu")
+    assert (got.drop(columns="value").fillna(0) == ref.drop(columns="value").fillna(0)).all().all()
+    np.testing.assert_allclose(got.value, ref.value, rtol=0, atol=1e-10)
+    f32 = simbench.compare_many(reps, metrics, device="cpu", dtype="float32")
+    np.testing.assert_allclose(f32.value, ref.value, rtol=0, atol=1e-4)
+    assert not np.array_equal(f32.value, ref.value)
+    with pytest.raises(ValueError, match="device"):
+        simbench.compare_many(reps, "cka", dtype="float32")
