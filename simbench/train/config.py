@@ -18,7 +18,7 @@ class PluginRef(BaseModel):
 
 
 #: TrainConfig fields that do not change the trained weights: not part of ModelSpec.key()
-KEYLESS_TRAIN_FIELDS = ("eval_every",)
+KEYLESS_TRAIN_FIELDS = ("eval_every", "data_placement")
 
 
 class TrainConfig(BaseModel):
@@ -46,6 +46,11 @@ class TrainConfig(BaseModel):
     # save_epochs checkpoint); on a CPU a full test pass can cost as much as an epoch of
     # training. Evaluation leaves the weights unchanged, so this is not part of the key.
     eval_every: PositiveInt = 1
+    # where the images live during training: "device" (copied once), "host" (pinned host
+    # memory, each batch copied without blocking: datasets larger than the GPU), "auto"
+    # (the device when they take at most half its free memory). Same batches and weights
+    # either way, so not part of the key.
+    data_placement: Literal["auto", "device", "host"] = "auto"
 
 
 class ModelSpec(BaseModel):

@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -159,8 +159,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
 @dataclass(frozen=True)
 class DeviceData:
-    """A dataset resident on one device: uint8 ``(N, C, H, W)`` images (channels-last
-    storage), int64 labels, and float32 per-channel normalisation statistics."""
+    """A dataset for one compute device: uint8 ``(N, C, H, W)`` images (channels-last
+    storage), int64 labels, and float32 per-channel normalisation statistics.
+
+    The labels and statistics live on the compute device (``mean.device``); the images
+    too, or — ``placement="host"`` in :func:`prepare_data` — in (pinned) host memory,
+    from which each batch is gathered into one of two pinned buffers and copied with
+    ``non_blocking=True`` (the copy overlaps the previous batch's compute)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -170,18 +175,42 @@ class DeviceData:
     std: torch.Tensor
     mean64: tuple[float, ...]
     std64: tuple[float, ...]
+    streamed: bool = False  # images in host memory, batches copied per step
 
 
-def _images(x: np.ndarray, device: torch.device) -> torch.Tensor:
+def _images(x: np.ndarray, device: torch.device, host: bool = False) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # NCHW view of NHWC
+    if host:
+        return t.pin_memory() if device.type == "cuda" else t
     return t.to(device)
 
 
+#: ``placement="auto"`` keeps the images on a CUDA device when they take at most this
+#: fraction of its free memory (the rest is left to the model, activations, cuDNN)
+DEVICE_DATA_FRACTION = 0.5
+
+
+def data_fits(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of images fit on ``device`` (always on the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_DATA_FRACTION * free
+
+
 def prepare_data(
-    data: ImageData, device: torch.device, max_train_images: int | None = None
+    data: ImageData,
+    device: torch.device,
+    max_train_images: int | None = None,
+    placement: Literal["auto", "device", "host"] = "auto",
 ) -> DeviceData:
     """Move ``data`` to ``device`` once; the train split is truncated to its first
-    ``max_train_images`` images when given, and normalisation uses that split."""
+    ``max_train_images`` images when given, and normalisation uses that split.
+
+    ``placement``: ``"device"`` puts the images on ``device``; ``"host"`` keeps them in
+    host memory (pinned on CUDA) and streams batches (:class:`DeviceData`); ``"auto"``:
+    the device when the images take at most half its free memory, else the host. Both
+    give the same batches, augmentations and weights."""
     x_train, y_train = data.x_train, data.y_train
     if max_train_images is not None:
         x_train, y_train = x_train[:max_train_images], y_train[:max_train_images]
@@ -193,17 +222,56 @@ def prepare_data(
                 f"dataset {data.name!r}: {split} labels must lie in [0, {data.num_classes}); "
                 f"got [{int(y.min())}, {int(y.max())}]"
             )
+    if placement not in ("auto", "device", "host"):
+        raise ValueError(f"placement must be 'auto', 'device' or 'host'; got {placement!r}")
+    if placement == "auto":
+        nbytes = int(np.asarray(x_train).nbytes + np.asarray(data.x_test).nbytes)
+        placement = "device" if data_fits(nbytes, device) else "host"
+    host = placement == "host"
     mean, std = channel_stats(x_train)
     return DeviceData(
-        x_train=_images(x_train, device),
+        x_train=_images(x_train, device, host),
         y_train=torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device),
-        x_test=_images(data.x_test, device),
+        x_test=_images(data.x_test, device, host),
         y_test=torch.from_numpy(np.asarray(data.y_test, dtype=np.int64)).to(device),
         mean=torch.tensor(mean, dtype=torch.float32, device=device),
         std=torch.tensor(std, dtype=torch.float32, device=device),
         mean64=tuple(float(v) for v in mean),
         std64=tuple(float(v) for v in std),
+        streamed=host,
     )
+
+
+class _HostBatches:
+    """Batches of host-resident images gathered into two alternating (pinned on CUDA)
+    buffers and copied to the device without blocking (``prepare_data(placement="host")``)."""
+
+    def __init__(self, data: DeviceData, perm: torch.Tensor, batch_size: int, device: Any):
+        self.active = data.streamed
+        if not self.active:
+            return
+        self.device = torch.device(device)
+        self.x = data.x_train.permute(0, 2, 3, 1)  # the NHWC storage, contiguous
+        self.perm = perm.cpu()  # one copy per epoch, not one sync per batch
+        pin = self.device.type == "cuda"
+        shape = (batch_size, *self.x.shape[1:])
+        self.bufs = [torch.empty(shape, dtype=self.x.dtype, pin_memory=pin) for _ in range(2)]
+        self.events: list[Any] = [None, None]
+
+    def batch(self, i: int, start: int, stop: int) -> torch.Tensor:
+        """The images of ``perm[start:stop]`` on the device, ``(B, C, H, W)`` channels-last."""
+        k = i % 2
+        if self.events[k] is not None:
+            self.events[k].synchronize()  # its previous copy to the device has finished
+        buf = self.bufs[k][: stop - start]
+        torch.index_select(self.x, 0, self.perm[start:stop], out=buf)
+        if self.device.type == "cuda":
+            xb = buf.to(self.device, non_blocking=True)
+            self.events[k] = torch.cuda.Event()
+            self.events[k].record()
+        else:
+            xb = buf.clone()  # the buffer is reused two batches later
+        return xb.permute(0, 3, 1, 2)
 
 
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -233,18 +301,19 @@ def train_one_epoch(
     augmented training batches. Shuffling and augmentation draw from one generator on
     the data's device seeded with ``seed_for(seed, epoch)``. ``max_batches`` stops after
     that many batches (benchmarks)."""
-    device = data.x_train.device
+    device = data.mean.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed_for(seed, epoch))
     n = data.y_train.shape[0]
     perm = torch.randperm(n, generator=gen, device=device)
+    stream = _HostBatches(data, perm, cfg.batch_size, device)
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     for i, (start, stop) in enumerate(_batches(n, cfg.batch_size)[:max_batches]):
         idx = perm[start:stop]
-        xb = data.x_train[idx]
+        xb = stream.batch(i, start, stop) if stream.active else data.x_train[idx]
         yb = data.y_train[idx]
         if cfg.augment:
             xb = augment(xb, cfg.crop_padding, gen)
@@ -289,14 +358,16 @@ def evaluate(
     if n == 0:
         return math.nan, math.nan
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    device = mean.device  # x may live in (pinned) host memory: prepare_data(placement)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            xb = normalize(x[start : start + batch_size], mean, std, memory_format=memory_format)
+            xb = x[start : start + batch_size].to(device, non_blocking=True)
+            xb = normalize(xb, mean, std, memory_format=memory_format)
             yb = y[start : start + batch_size]
             with torch.autocast(
-                x.device.type,
+                device.type,
                 dtype=autocast_dtype or torch.bfloat16,
                 enabled=autocast_dtype is not None,
             ):
@@ -381,7 +452,7 @@ def train(
         model = arch.build(image_data.num_classes, seed=spec.seed)
         model = model.to(device=device, memory_format=mformat)
         optimizer = make_optimizer(model, cfg)
-        data = prepare_data(image_data, device, cfg.max_train_images)
+        data = prepare_data(image_data, device, cfg.max_train_images, cfg.data_placement)
 
         base_meta = {
             "spec": spec.model_dump(mode="json"),
