@@ -11,12 +11,17 @@ epoch and ends with the same weights as an uninterrupted run.
 Data path (no DataLoader, no per-image Python):
 
 - the whole dataset is one uint8 tensor resident on the device (``(N, C, H, W)`` with
-  channels-last storage, i.e. the ``(N, H, W, C)`` array the dataset plugin returns);
+  channels-last storage, i.e. the ``(N, H, W, C)`` array the dataset plugin returns), or
+  with ``train.data_placement="host"`` (``"auto"``: when it takes more than half the
+  GPU's free memory) in pinned host memory, each batch gathered there and copied with
+  ``non_blocking=True`` (same batches, same weights);
 - each epoch draws a permutation from a ``torch.Generator`` on the device, seeded from
   ``(spec.seed, epoch)``, and each batch is gathered by index, augmented on the device
   (:mod:`simbench.train.augment`: zero-padded random crop with ``crop_padding`` then a
-  horizontal flip; the same for every image size -- we do not implement GM's
-  random-resized-crop for 224 px ImageNet), then normalised to float32 with the
+  horizontal flip; or, ``train.crop="random_resized"``, GM's ImageNet protocol:
+  torchvision's RandomResizedCrop boxes resampled to ``crop_size`` (224) px, then the
+  flip, and evaluation on the centred ``crop_pct`` square at ``crop_size``), then
+  normalised to float32 with the
   per-channel mean/std of the (possibly ``max_train_images``-truncated) train split,
   computed exactly in float64 (:func:`simbench.train.augment.channel_stats`);
 - the test split is evaluated without augmentation, normalised with the same train
@@ -57,7 +62,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from simbench.data.base import ImageData
-from simbench.train.augment import augment, channel_stats, normalize
+from simbench.train.augment import (
+    augment,
+    center_resize,
+    channel_stats,
+    normalize,
+    random_resized_crop,
+)
 from simbench.train.checkpoint import (
     MODEL_FILE,
     RESUME_FILE,
@@ -315,7 +326,11 @@ def train_one_epoch(
         idx = perm[start:stop]
         xb = stream.batch(i, start, stop) if stream.active else data.x_train[idx]
         yb = data.y_train[idx]
-        if cfg.augment:
+        if cfg.crop == "random_resized":
+            xb = random_resized_crop(xb, cfg.crop_size, gen, cfg.crop_scale, cfg.crop_ratio)
+            if cfg.augment:
+                xb = augment(xb, 0, gen)  # the flip
+        elif cfg.augment:
             xb = augment(xb, cfg.crop_padding, gen)
         xb = normalize(xb, data.mean, data.std, memory_format=memory_format)
         with torch.autocast(
@@ -351,6 +366,8 @@ def evaluate(
     batch_size: int = 500,
     autocast_dtype: torch.dtype | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
+    resize: int | None = None,
+    crop_pct: float = 0.875,
 ) -> tuple[float, float]:
     """``(mean cross-entropy, accuracy)`` of ``model`` in eval mode on uint8 images ``x``
     (no augmentation); ``(nan, nan)`` for an empty split. Leaves the model in eval mode."""
@@ -364,6 +381,8 @@ def evaluate(
     with torch.no_grad():
         for start in range(0, n, batch_size):
             xb = x[start : start + batch_size].to(device, non_blocking=True)
+            if resize is not None:
+                xb = center_resize(xb, resize, crop_pct)
             xb = normalize(xb, mean, std, memory_format=memory_format)
             yb = y[start : start + batch_size]
             with torch.autocast(
@@ -436,6 +455,8 @@ def train(
     dataset = create_plugin("dataset", spec.dataset.name, spec.dataset.params)
     image_data: ImageData = dataset.load()
     size = image_data.image_size
+    if cfg.crop == "random_resized":
+        size = cfg.crop_size  # the model sees the resampled crops
     if arch.input_size is not None and arch.input_size != size:
         raise ValueError(
             f"architecture {spec.architecture.name!r} expects {arch.input_size}px images; "
@@ -536,6 +557,8 @@ def train(
                         batch_size=max(2 * cfg.batch_size, 256),
                         autocast_dtype=amp,
                         memory_format=mformat,
+                        resize=cfg.crop_size if cfg.crop == "random_resized" else None,
+                        crop_pct=cfg.crop_pct,
                     )
                 record = {
                     "epoch": epoch + 1,
