@@ -36,3 +36,16 @@ def test_blocks_run_and_keep_their_promises(namespace):
     direct = cka.evaluate(X, Y, uncertainty={"chunk": 1000})
     assert streamed.value == pytest.approx(direct.value, abs=1e-10)
     assert streamed.stderr == pytest.approx(direct.stderr, abs=1e-10)
+
+
+def test_many_models_block(namespace):
+    many = namespace["many"]
+    # 3 model pairs x 4 layer pairs x 2 metrics, equal to pair-by-pair evaluate
+    assert len(many) == 24 and many.error.isna().all()
+    r = many.iloc[0]
+    import simbench
+
+    ref = simbench.get_metric(r.metric)(
+        namespace["reps"][r.model_a][r.layer_a], namespace["reps"][r.model_b][r.layer_b]
+    )
+    assert r.value == pytest.approx(ref, abs=1e-12)
