@@ -11,6 +11,7 @@ Public API (DESIGN.md)::
     a.transform(X)                               # X @ a.T
     simbench.run("suite.yaml")                   # results DataFrame (tidy, one row per score)
     simbench.compare(module_a, module_b, images) # any two nn.Modules (simbench.compare_any)
+    simbench.compare_many(reps, metrics=["cka"])  # {model: {layer: (n, d)}}, all pairs
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from simbench.alignments.base import Alignment
+from simbench.compare_many import compare_many
 from simbench.errors import DuplicatePluginError, NotFittedError, UnknownPluginError
 from simbench.metrics.base import Consumes, Metric
 from simbench.numerics.blocks import BlockMoments
@@ -53,6 +55,7 @@ __all__ = [
     "UnknownPluginError",
     "__version__",
     "compare",
+    "compare_many",
     "get_alignment",
     "get_metric",
     "get_plugin",

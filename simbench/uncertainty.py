@@ -253,8 +253,13 @@ def _score_arrays(metric: Any, X: np.ndarray, Y: np.ndarray, cfg: Uncertainty, f
     )
 
 
-def evaluate_with_uncertainty(metric: Any, X: Any, Y: Any, uncertainty: Any = True) -> Score:
+def evaluate_with_uncertainty(
+    metric: Any, X: Any, Y: Any, uncertainty: Any = True, *, full: Score | None = None
+) -> Score:
     """``metric.evaluate(X, Y, uncertainty=...)``: see the module docstring.
+
+    ``full``: the value already computed (e.g. by ``metric.score_prepared``, equal to
+    ``metric.evaluate(X, Y)`` to 1e-12) for array inputs; it is not recomputed.
 
     ``X, Y``: arrays (rows image-major, ``positions`` rows per image), or ``X`` a
     :class:`BlockMoments` (streaming metrics), or two weights (weight metrics: the probe
@@ -288,7 +293,8 @@ def evaluate_with_uncertainty(metric: Any, X: Any, Y: Any, uncertainty: Any = Tr
     if Y is None:
         raise TypeError(f"{metric.name} needs two arguments: metric(X, Y)")
     Xa, Ya = metric.validate(X, Y)
-    full = metric.evaluate(Xa, Ya)
+    if full is None:
+        full = metric.evaluate(Xa, Ya)
     analytic = metric.analytic_stderr(X, Y)
     # Block moments hold (blocks + null pairings) (d_x + d_y)² floats: with more features
     # than rows (flattened conv maps) re-scoring row subsets is cheaper in memory and time.

@@ -88,3 +88,16 @@ def test_docs_build_strict(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert (tmp_path / "site" / "api" / "index.html").is_file()
     assert "runs/quickstart" in (tmp_path / "site" / "suite-format" / "index.html").read_text()
+
+
+def test_many_models_block(namespace):
+    many = namespace["many"]
+    # 3 model pairs x 4 layer pairs x 2 metrics, equal to pair-by-pair evaluate
+    assert len(many) == 24 and many.error.isna().all()
+    r = many.iloc[0]
+    import simbench
+
+    ref = simbench.get_metric(r.metric)(
+        namespace["reps"][r.model_a][r.layer_a], namespace["reps"][r.model_b][r.layer_b]
+    )
+    assert r.value == pytest.approx(ref, abs=1e-12)

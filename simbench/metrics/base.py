@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired, is_torch
 from simbench.numerics.blocks import BlockMoments
 from simbench.numerics.moments import Moments
-from simbench.numerics.scaling import max_abs, rescale_pow2
+from simbench.numerics.scaling import LIMIT_EXP, max_abs, rescale_pow2
 from simbench.plugin import Invariance, Plugin, Score
 
 
@@ -112,12 +112,15 @@ class Metric(Plugin):
     def _fit_scale(self, A: np.ndarray, name: str) -> np.ndarray:
         """``A`` exactly rescaled by ``2^k`` (scale-invariant metrics), or checked against
         :attr:`input_scale_range` (others)."""
+        on_torch = is_torch(A)  # a prepare on a torch tensor: see numerics.torch_ops
+        if on_torch:
+            from simbench.numerics.torch_ops import max_abs_t, rescale_pow2_t
         if Invariance.ISOTROPIC_SCALING in self.claimed_invariances():
             # exact: products of 1e±200 inputs neither overflow nor underflow, and the
             # value is that of the unit-scale input
-            return rescale_pow2(A)
+            return rescale_pow2_t(A, LIMIT_EXP) if on_torch else rescale_pow2(A)
         lo, hi = self.input_scale_range
-        top = max_abs(A)
+        top = max_abs_t(A) if on_torch else max_abs(A)
         if top != 0.0 and not lo <= top <= hi:
             raise ValueError(
                 f"{name} has max |value| = {top:.3g}, outside the range [{lo:.0e}, {hi:.0e}] "
@@ -162,6 +165,32 @@ class Metric(Plugin):
         if self.streaming_fourth and not m.fourth:
             raise ValueError(f"{self.name} needs Moments(fourth=True) when streaming")
         return self._from_moments(m)
+
+    # -- per-representation precomputation (COORD.md §3; many-model scoring) ----------
+    def prepare(self, X: Any) -> Any:
+        """What the metric can compute from one representation alone, reused across pairs.
+
+        ``None`` (the default): not supported, score pairs with :meth:`evaluate`. A metric
+        that overrides it returns an opaque object (e.g. a centred Gram matrix, a side's
+        moments) that :meth:`score_prepared` combines with another one; the value equals
+        ``evaluate(X, Y).value`` to 1e-12 (tests/test_prepared.py). It may also return
+        ``None`` for inputs where it does not pay (then use :meth:`evaluate`).
+        """
+        return None
+
+    def score_prepared(self, pa: Any, pb: Any) -> Score:
+        """The score of the pair whose sides ``prepare`` returned ``pa`` and ``pb``."""
+        raise TypeError(f"metric {self.name!r} has no per-representation precomputation")
+
+    def _prepared_input(self, X: Any, name: str = "X") -> np.ndarray:
+        """One representation as ``evaluate`` sees it: validated float64 ``(n, d)``,
+        exactly rescaled (scale-invariant metrics) or checked against the scale range.
+        A torch tensor stays a tensor on its device (:mod:`simbench.numerics.torch_ops`)."""
+        if is_torch(X):
+            from simbench.numerics.torch_ops import as_matrix_t
+
+            return self._fit_scale(as_matrix_t(X, name, self.min_samples), name)
+        return self._fit_scale(as_matrix(X, name, min_rows=self.min_samples), name)
 
     def claimed_invariances(self) -> frozenset[Invariance]:
         """Invariances this instance claims; the class's unless they depend on parameters."""

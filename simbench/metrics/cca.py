@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 
 from simbench.metrics.base import Metric
+from simbench.metrics.prepared import PreparedMoments
 from simbench.numerics.arrays import ArrayLike, to_numpy
 from simbench.numerics.cca import (
     canonical_correlations,
@@ -36,7 +37,7 @@ from simbench.plugin import ALL_INVARIANCES, Invariance, Score
 _NOT_LINEAR = ALL_INVARIANCES - {Invariance.INVERTIBLE_LINEAR}
 
 
-class MeanCCA(Metric):
+class MeanCCA(PreparedMoments, Metric):
     """Mean canonical correlation Σρᵢ / min(d_x, d_y) (MATH.md: CCA).
 
     ``eps`` is a ridge relative to the mean variance (``S + ε·tr(S)/d·I``); with the
@@ -63,7 +64,7 @@ class MeanCCA(Metric):
         return Score(float(rho.mean()), details={"rho": rho})
 
 
-class SVCCA(Metric):
+class SVCCA(PreparedMoments, Metric):
     """SVCCA (Raghu et al. 2017): CCA on each side's top singular directions (MATH.md: SVCCA).
 
     Each centred side keeps its top ``m'`` singular directions, ``m'`` the smallest with
@@ -111,7 +112,7 @@ class SVCCA(Metric):
         return X, Y
 
 
-class PWCCA(Metric):
+class PWCCA(PreparedMoments, Metric):
     """Projection-weighted CCA (Morcos et al. 2018): Σ αᵢρᵢ, αᵢ ∝ Σⱼ|⟨hᵢ, xⱼ⟩| (MATH.md: PWCCA).
 
     ``hᵢ`` is X's i-th canonical variate and ``xⱼ`` X's j-th centred neuron, so the

@@ -18,8 +18,19 @@ import numpy as np
 from pydantic import PositiveFloat, conint
 
 from simbench.metrics.base import Metric
-from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.metrics.prepared import (
+    GRAM_MAX_N,
+    GramSide,
+    MomentsSide,
+    check_same_n,
+    cosine,
+    paired_moments,
+    unit_gram,
+    upper,
+)
+from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired, is_torch
 from simbench.numerics.moments import Moments
+from simbench.numerics.torch_ops import linear_gram_t, rbf_gram_t
 from simbench.plugin import Invariance, Score
 
 _INV = frozenset(
@@ -85,6 +96,17 @@ def _ratio(hxy: float, hxx: float, hyy: float) -> float:
             "(constant) or, for the debiased estimator, too few samples; CKA is undefined"
         )
     return hxy / np.sqrt(hxx * hyy)
+
+
+def _hsic_prepared(a: GramSide, b: GramSide) -> float:
+    """Unbiased HSIC from two prepared zero-diagonal kernels (``hsic_unbiased``'s terms:
+    ``tr(K̃L̃) = 2·Σ_{i<j} K̃ᵢⱼL̃ᵢⱼ``)."""
+    n = a.n
+    if n < 4:
+        raise ValueError(f"the unbiased HSIC needs at least 4 samples; got {n}")
+    tr = 2.0 * float(a.w @ b.w)
+    s = float(a.k1.sum()) * float(b.k1.sum())
+    return (tr + s / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * float(a.k1 @ b.k1)) / (n * (n - 3))
 
 
 class MinibatchHSIC:
@@ -176,6 +198,50 @@ class CKA(Metric):
             K, L = rbf_gram(X, self.ratio), rbf_gram(Y, self.ratio)
         hsic = hsic_unbiased if self.debiased else hsic_biased
         return _ratio(hsic(K, L), hsic(K, K), hsic(L, L))
+
+    def prepare(self, X: Any) -> GramSide | MomentsSide | None:
+        """The centred kernel of ``X`` (packed, :mod:`simbench.metrics.prepared`), or its
+        moments for linear CKA with more than ``GRAM_MAX_N`` samples; ``None`` (use
+        ``evaluate``) for minibatch CKA and for debiased linear CKA above ``GRAM_MAX_N``."""
+        if self.minibatch_size is not None:
+            return None
+        Xa = self._prepared_input(X)
+        n = Xa.shape[0]
+        if self.kernel == "linear" and n > GRAM_MAX_N:
+            return None if self.debiased else MomentsSide.of(Xa)
+        if is_torch(Xa):  # on the tensor's device (numerics.torch_ops)
+            K = linear_gram_t(Xa) if self.kernel == "linear" else rbf_gram_t(Xa, self.ratio)
+        else:
+            K = linear_gram(Xa) if self.kernel == "linear" else rbf_gram(Xa, self.ratio)
+        degenerate = (
+            "HSIC of a representation with itself is <= 0: it has no variance (constant) "
+            "or, for the debiased estimator, too few samples; CKA is undefined"
+        )
+        if not self.debiased:
+            Kc = K - K.mean(axis=0) - K.mean(axis=1)[:, None] + K.mean()  # as hsic_biased
+            return unit_gram(Kc, n, degenerate)
+        # unbiased HSIC (Song et al. 2012): zero-diagonal K̃, its column sums and HSIC(K, K)
+        if is_torch(K):
+            K.fill_diagonal_(0.0)
+        else:
+            np.fill_diagonal(K, 0.0)
+        side = GramSide(n, upper(K), K.sum(axis=0))
+        hkk = _hsic_prepared(side, side)
+        if not hkk > 0.0:
+            return GramSide(n, side.w, side.k1, hkk, degenerate)
+        return GramSide(n, side.w, side.k1, hkk)
+
+    def score_prepared(self, pa: GramSide | MomentsSide, pb: GramSide | MomentsSide) -> Score:
+        check_same_n(pa.n, pb.n)
+        if isinstance(pa, MomentsSide) and isinstance(pb, MomentsSide):
+            return self._checked(self.score_moments, paired_moments(pa, pb))
+        if not (isinstance(pa, GramSide) and isinstance(pb, GramSide)):
+            raise TypeError("pa and pb must both come from this metric's prepare")
+        if not self.debiased:
+            return self._checked(cosine, pa, pb)
+        pa.check()
+        pb.check()
+        return self._checked(_ratio, _hsic_prepared(pa, pb), pa.self_hsic, pb.self_hsic)
 
     def _from_moments(self, m: Moments) -> float:
         if self.debiased:

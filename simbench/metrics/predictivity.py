@@ -56,6 +56,7 @@ import scipy.linalg
 from pydantic import NonNegativeFloat, conint
 
 from simbench.metrics.base import Metric
+from simbench.metrics.prepared import PreparedMoments
 from simbench.numerics.cca import ridge
 from simbench.numerics.folded import FoldedMoments
 from simbench.numerics.moments import Moments
@@ -234,7 +235,7 @@ def gulp_squared(m: Moments, lam: float) -> float:
     return t1 + t2 - 2.0 * float(np.sum(M * M))
 
 
-class GULP(Metric):
+class GULP(PreparedMoments, Metric):
     """GULP distance between λ-ridge linear predictors (Boix-Adserà et al. 2022).
 
     ``d_λ = √(tr[(Σx(Σx+λ)⁻¹)²] + tr[(Σy(Σy+λ)⁻¹)²] − 2 tr[(Σx+λ)⁻¹Σxy(Σy+λ)⁻¹Σyx])`` on

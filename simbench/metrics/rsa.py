@@ -8,13 +8,17 @@ Spearman correlation between the strict upper triangles of the two RSMs.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import rankdata
 
 from simbench.metrics.base import Metric
-from simbench.plugin import Invariance
+from simbench.metrics.prepared import GramSide, cosine, upper
+from simbench.numerics.arrays import is_torch
+from simbench.numerics.torch_ops import to_np
+from simbench.plugin import Invariance, Score
 
 
 def rsm(X: np.ndarray, kind: str = "correlation", name: str = "X") -> np.ndarray:
@@ -29,6 +33,21 @@ def rsm(X: np.ndarray, kind: str = "correlation", name: str = "X") -> np.ndarray
             f"their {kind} similarity is undefined"
         )
     Z /= norms[:, None]
+    return Z @ Z.T
+
+
+def rsm_t(X: Any, kind: str = "correlation") -> Any:
+    """:func:`rsm` of a torch tensor, on its device."""
+    Z = X - X.mean(dim=1, keepdim=True) if kind == "correlation" else X.clone()
+    norms = Z.norm(dim=1)
+    bad = (norms <= np.finfo(float).tiny).nonzero().flatten()
+    if bad.numel():
+        what = "constant across features" if kind == "correlation" else "all zero"
+        raise ValueError(
+            f"{bad.numel()} row(s) of X are {what} (first: sample {int(bad[0])}); "
+            f"their {kind} similarity is undefined"
+        )
+    Z = Z / norms[:, None]
     return Z @ Z.T
 
 
@@ -67,6 +86,22 @@ class RSA(Metric):
         if self.rsm == "cosine":
             return self.invariances | {Invariance.ORTHOGONAL}
         return self.invariances
+
+    def prepare(self, X: Any) -> GramSide:
+        """The RSM's upper triangle (ranked for Spearman), centred, as a unit vector."""
+        Xa = self._prepared_input(X)
+        a = upper(rsm_t(Xa, self.rsm) if is_torch(Xa) else rsm(Xa, self.rsm, "X"))
+        if self.compare == "spearman":
+            a = rankdata(to_np(a) if is_torch(a) else a)  # ranks: on the CPU
+        a = a - a.mean()
+        norm = math.sqrt(float(a @ a))
+        if norm == 0.0:
+            msg = "an RSM is constant off the diagonal: its correlation is undefined"
+            return GramSide(Xa.shape[0], a, error=msg)
+        return GramSide(Xa.shape[0], a / norm)
+
+    def score_prepared(self, pa: GramSide, pb: GramSide) -> Score:
+        return self._checked(cosine, pa, pb)
 
     def _compute(self, X: np.ndarray, Y: np.ndarray) -> float:
         iu = np.triu_indices(X.shape[0], k=1)

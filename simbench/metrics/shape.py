@@ -22,12 +22,13 @@ changes the angular distance, so neither is needed here.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import confloat
 
 from simbench.metrics.base import Metric
+from simbench.metrics.prepared import MomentsSide, PreparedMoments
 from simbench.numerics.moments import Moments
 from simbench.plugin import Invariance
 
@@ -85,7 +86,7 @@ def _arccos(c: float) -> float:
     return float(np.arccos(np.clip(c, -1.0, 1.0)))
 
 
-class ProcrustesDistance(Metric):
+class ProcrustesDistance(PreparedMoments, Metric):
     """Angular Procrustes shape distance (Williams 2021), with partial whitening α.
 
     ``convention="netrep"`` reproduces netrep's ``LinearMetric(alpha)`` values (module
@@ -122,6 +123,13 @@ class ProcrustesDistance(Metric):
             # whitening on the unnormalised scatter: the value depends on the data's scale
             return _BASE_INV - {Invariance.ISOTROPIC_SCALING}
         return _BASE_INV
+
+    def prepare(self, X: Any) -> MomentsSide | None:
+        """The side's moments; ``None`` for netrep's partial whitening, which whitens the
+        data themselves (see ``_compute``)."""
+        if self._alpha() != 1.0 and self.convention == "netrep":
+            return None
+        return super().prepare(X)
 
     def _compute(self, X: np.ndarray, Y: np.ndarray) -> float:
         if self._alpha() != 1.0 and self.convention == "netrep":

@@ -29,35 +29,44 @@ from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired, is_torc
 _RANK_ONE_MAX_RATIO = 1e2
 
 
-def _scatter_np(X: np.ndarray, Y: np.ndarray | None) -> tuple:
-    """Mean(s) and centred scatter matrices of one numpy batch."""
+def side_scatter(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Mean, centred scatter ``XcᵀXc`` and the rank-one flag of one validated numpy batch.
+
+    ``rank_one``: the scatter was formed on raw data with a rank-one mean correction
+    (see ``_RANK_ONE_MAX_RATIO``); :func:`cross_scatter` uses the same flag so that a
+    pair's moments formed from two sides equal :meth:`Moments.from_arrays` on the pair.
+    """
     n = X.shape[0]
     mx = X.mean(axis=0)
     xx = X.T @ X  # numpy dispatches Xᵀ X to SYRK
     vx = np.diag(xx) / n - mx**2
-    rank_one_x = bool(np.all(mx**2 <= _RANK_ONE_MAX_RATIO * np.maximum(vx, 0.0)))
-    if rank_one_x:
+    rank_one = bool(np.all(mx**2 <= _RANK_ONE_MAX_RATIO * np.maximum(vx, 0.0)))
+    if rank_one:
         xx -= n * np.outer(mx, mx)
     else:
         Xc = X - mx
         xx = Xc.T @ Xc
-    if Y is None:
-        return mx, xx, None, None, None
-    my = Y.mean(axis=0)
-    yy = Y.T @ Y
-    vy = np.diag(yy) / n - my**2
-    rank_one_y = bool(np.all(my**2 <= _RANK_ONE_MAX_RATIO * np.maximum(vy, 0.0)))
-    if rank_one_y:
-        yy -= n * np.outer(my, my)
-    else:
-        Yc = Y - my
-        yy = Yc.T @ Yc
+    return mx, xx, rank_one
+
+
+def cross_scatter(
+    X: np.ndarray, mx: np.ndarray, rank_one_x: bool, Y: np.ndarray, my: np.ndarray, rank_one_y: bool
+) -> np.ndarray:
+    """Centred cross scatter ``XcᵀYc`` of paired batches, as :func:`_scatter_np` forms it."""
     if rank_one_x and rank_one_y:
         xy = X.T @ Y
-        xy -= n * np.outer(mx, my)
-    else:
-        xy = (X - mx).T @ (Y - my)
-    return mx, xx, my, yy, xy
+        xy -= X.shape[0] * np.outer(mx, my)
+        return xy
+    return (X - mx).T @ (Y - my)
+
+
+def _scatter_np(X: np.ndarray, Y: np.ndarray | None) -> tuple:
+    """Mean(s) and centred scatter matrices of one numpy batch."""
+    mx, xx, rank_one_x = side_scatter(X)
+    if Y is None:
+        return mx, xx, None, None, None
+    my, yy, rank_one_y = side_scatter(Y)
+    return mx, xx, my, yy, cross_scatter(X, mx, rank_one_x, Y, my, rank_one_y)
 
 
 def _scatter_torch(X: Any, Y: Any | None) -> tuple:

@@ -282,10 +282,13 @@ class Plan:
         )
         if run_checks and verify and self.checks is not None:
             cache.discard("checks", self.checks.key)
-        groups: dict[tuple[int, str], list[ScoreCell]] = {}
+        groups: dict[tuple[int, str | None], list[ScoreCell]] = {}
         pair_index = {id(p): i for i, p in enumerate(self.pairs)}
         for c in run_cells:
-            groups.setdefault((pair_index[id(c.pair)], c.layer_a), []).append(c.score)
+            # a pair's layer-matrix cells form one job, so that each (model, layer) is
+            # prepared once for all its layer pairs (Metric.prepare, issue 11)
+            layer = None if c.score.kind == "pooled" else c.layer_a
+            groups.setdefault((pair_index[id(c.pair)], layer), []).append(c.score)
         sched.score = [ScoreJob(root, tuple(cells), threads) for cells in groups.values()]
         if run_checks:
             assert self.checks is not None

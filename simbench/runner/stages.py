@@ -29,6 +29,7 @@ Stored formats (all float64):
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -540,6 +541,7 @@ class _Inputs:
         self._arrays: dict[str, dict[str, np.ndarray]] = {}
         self._moments: dict[str, Any] = {}
         self._T: dict[str, tuple[np.ndarray | None, str | None]] = {}
+        self._prepared: dict[tuple, Any] = {}  # (metric, params, file, side, layer) -> prepare
         self.covs: dict[tuple, Any] = {}  # (extract, align, shrinkage) -> covariances | error
         self.loo_inputs: dict[Any, Any] = {}  # (align, shrinkage, cov?, block) -> B's input
 
@@ -570,6 +572,22 @@ class _Inputs:
 
         blocks, nulls, seed, chunk = (int(v) for v in self.arrays(key)["uncertainty"])
         return Uncertainty(blocks, nulls, seed, positions=positions, chunk=chunk)
+
+    def prepared(self, metric: Any, cell: ScoreCell, side: str, X: np.ndarray) -> Any:
+        """``metric.prepare`` of one side's layer of a layer-matrix file, once per job
+        (a ``ValueError`` of ``prepare`` is kept and raised for every cell using it)."""
+        layer = cell.layer_a if side == "a" else cell.layer_b
+        memo = (cell.metric, json.dumps(cell.params, sort_keys=True, default=repr))
+        memo += (cell.extract_key, side, layer)
+        if memo not in self._prepared:
+            try:
+                self._prepared[memo] = metric.prepare(X)
+            except ValueError as exc:
+                self._prepared[memo] = exc
+        got = self._prepared[memo]
+        if isinstance(got, ValueError):
+            raise ValueError(str(got))
+        return got
 
     def T(self, key: str) -> tuple[np.ndarray | None, str | None]:
         if key not in self._T:
@@ -680,6 +698,23 @@ def _weights_uncertainty(
     )
 
 
+def pooled_score(metric: Any, cell: ScoreCell, inputs: _Inputs, X: Any, Y: Any) -> Any:
+    """A layer-matrix cell: the value from ``score_prepared`` when the metric declares
+    ``prepare`` (each (model, layer) prepared once per job, issue 11), the standard error
+    and null from the arrays as for any metric (``evaluate_with_uncertainty``)."""
+    from simbench.metrics.base import Metric
+    from simbench.uncertainty import evaluate_with_uncertainty
+
+    full = None
+    if type(metric).prepare is not Metric.prepare:
+        pa = inputs.prepared(metric, cell, "a", X)
+        pb = inputs.prepared(metric, cell, "b", Y)
+        if pa is not None and pb is not None:
+            full = metric.score_prepared(pa, pb)
+    cfg = inputs.uncertainty(cell.extract_key)
+    return evaluate_with_uncertainty(metric, X, Y, cfg, full=full)
+
+
 def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
     from simbench.metrics.base import Consumes
     from simbench.registry import default_registry
@@ -695,7 +730,7 @@ def _score_cell(cell: ScoreCell, inputs: _Inputs) -> Any:
                 *to_common_grid(X, Y), uncertainty=inputs.uncertainty(cell.extract_key)
             )
         X, Y = arrays[f"a/{cell.layer_a}"], arrays[f"b/{cell.layer_b}"]
-        return metric.evaluate(X, Y, uncertainty=inputs.uncertainty(cell.extract_key))
+        return pooled_score(metric, cell, inputs, X, Y)
     if cell.kind == "weights":
         assert cell.align_key is not None
         T, err = inputs.T(cell.align_key)

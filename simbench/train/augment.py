@@ -13,23 +13,29 @@ Augmentations (GM appendix B.3: "horizontal flips and random crops" for CIFAR):
 - horizontal flip with probability 1/2 (torchvision's ``RandomHorizontalFlip``).
 
 Both run on the uint8 images (4 times less memory traffic than float); normalisation
-then converts to float. The padding is the same for every image size (no
-random-resized-crop for large images; see :mod:`simbench.train.trainer`).
+then converts to float. For large images (GM's ImageNet-224 protocol)
+:func:`random_resized_crop` draws torchvision's ``RandomResizedCrop`` boxes for the
+whole batch at once and resamples them (:func:`resample_boxes`); :func:`center_resize`
+is its evaluation view.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 __all__ = [
     "augment",
+    "center_resize",
     "channel_stats",
     "crop",
     "crop_offsets",
     "flip",
     "flip_mask",
     "normalize",
+    "random_resized_crop",
 ]
 
 
@@ -139,3 +145,93 @@ def normalize(
     shift = (mean / std).view(1, -1, 1, 1)
     out = x.to(dtype=torch.float32, memory_format=memory_format)
     return out.mul_(scale).sub_(shift)
+
+
+# -- random-resized crop (GM's ImageNet protocol, 224 px) ---------------------------------
+#: torchvision's RandomResizedCrop draws up to 10 boxes before falling back to the centre
+RRC_ATTEMPTS = 10
+
+
+def rrc_boxes(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """``(n, 4)`` float boxes ``(x1, y1, x2, y2)`` (pixel edges) of torchvision's
+    ``RandomResizedCrop.get_params``, vectorised: ``RRC_ATTEMPTS`` candidates per image,
+    each of area ``U(scale)·H·W`` and aspect ratio ``exp(U(log ratio))``, rounded; the
+    first that fits is placed uniformly; if none fits, the centred crop of the whole
+    image clamped to ``ratio``."""
+    k = RRC_ATTEMPTS
+    area = float(height * width)
+    u = torch.rand((n, k, 4), generator=generator, device=device, dtype=torch.float64)
+    target = area * (scale[0] + (scale[1] - scale[0]) * u[..., 0])
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(lo + (hi - lo) * u[..., 1])
+    w = torch.sqrt(target * aspect).round()
+    h = torch.sqrt(target / aspect).round()
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = fits.to(torch.int8).argmax(dim=1)  # first fitting attempt (0 when none fits)
+    rows = torch.arange(n, device=device)
+    w, h = w[rows, first], h[rows, first]
+    top = torch.floor(u[rows, first, 2] * (height - h + 1))
+    left = torch.floor(u[rows, first, 3] * (width - w + 1))
+    # fallback: torchvision's centre crop with the ratio clamped to [ratio[0], ratio[1]]
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        fw, fh = width, round(width / ratio[0])
+    elif in_ratio > ratio[1]:
+        fw, fh = round(height * ratio[1]), height
+    else:
+        fw, fh = width, height
+    none = ~fits.any(dim=1)
+    w = torch.where(none, torch.full_like(w, fw), w)
+    h = torch.where(none, torch.full_like(h, fh), h)
+    top = torch.where(none, torch.full_like(top, (height - fh) // 2), top)
+    left = torch.where(none, torch.full_like(left, (width - fw) // 2), left)
+    return torch.stack([left, top, left + w, top + h], dim=1)
+
+
+def resample_boxes(x: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Each image's box resampled to ``size×size``, uint8 ``(N, C, size, size)``.
+
+    Bilinear with 2×2 supersampling per output pixel (``torchvision.ops.roi_align``,
+    ``aligned=True``): close to, not bit-equal to, torchvision's antialiased resize.
+    """
+    from torchvision.ops import roi_align
+
+    idx = torch.arange(x.shape[0], device=x.device, dtype=torch.float32)[:, None]
+    rois = torch.cat([idx, boxes.to(device=x.device, dtype=torch.float32)], dim=1)
+    out = roi_align(x.float(), rois, (size, size), 1.0, 2, aligned=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def random_resized_crop(
+    x: torch.Tensor,
+    size: int,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
+    """torchvision's ``RandomResizedCrop(size, scale, ratio)`` on a uint8 batch, on its
+    device: boxes from :func:`rrc_boxes`, resampled by :func:`resample_boxes`."""
+    if x.ndim != 4:
+        raise ValueError(f"random_resized_crop expects (N, C, H, W); got {tuple(x.shape)}")
+    n, _, height, width = x.shape
+    boxes = rrc_boxes(n, height, width, scale, ratio, generator, x.device)
+    return resample_boxes(x, boxes, size)
+
+
+def center_resize(x: torch.Tensor, size: int, crop_pct: float = 0.875) -> torch.Tensor:
+    """Evaluation view of the random-resized-crop protocol: the centred square of side
+    ``crop_pct·min(H, W)`` (224/256 = 0.875: "resize 256, centre-crop 224") resampled to
+    ``size``, uint8 ``(N, C, size, size)``."""
+    n, _, height, width = x.shape
+    side = crop_pct * min(height, width)
+    top, left = (height - side) / 2, (width - side) / 2
+    box = torch.tensor([left, top, left + side, top + side], dtype=torch.float64)
+    return resample_boxes(x, box.expand(n, 4), size)

@@ -18,7 +18,10 @@ class PluginRef(BaseModel):
 
 
 #: TrainConfig fields that do not change the trained weights: not part of ModelSpec.key()
-KEYLESS_TRAIN_FIELDS = ("eval_every",)
+KEYLESS_TRAIN_FIELDS = ("eval_every", "data_placement")
+#: fields added after models were trained: part of the key only with a crop other than
+#: the default "pad", so the keys of earlier configurations do not change (COORD.md §5)
+KEYED_UNLESS_DEFAULT = ("crop", "crop_size", "crop_scale", "crop_ratio", "crop_pct")
 
 
 class TrainConfig(BaseModel):
@@ -46,6 +49,19 @@ class TrainConfig(BaseModel):
     # save_epochs checkpoint); on a CPU a full test pass can cost as much as an epoch of
     # training. Evaluation leaves the weights unchanged, so this is not part of the key.
     eval_every: PositiveInt = 1
+    # where the images live during training: "device" (copied once), "host" (pinned host
+    # memory, each batch copied without blocking: datasets larger than the GPU), "auto"
+    # (the device when they take at most half its free memory). Same batches and weights
+    # either way, so not part of the key.
+    data_placement: Literal["auto", "device", "host"] = "auto"
+    # GM's ImageNet protocol: "random_resized" crops (torchvision RandomResizedCrop with
+    # crop_scale, crop_ratio) resampled to crop_size px, then flips; evaluation on the
+    # centred crop_pct square resampled to crop_size. "pad": the padded crop above.
+    crop: Literal["pad", "random_resized"] = "pad"
+    crop_size: PositiveInt = 224
+    crop_scale: tuple[PositiveFloat, PositiveFloat] = (0.08, 1.0)
+    crop_ratio: tuple[PositiveFloat, PositiveFloat] = (3 / 4, 4 / 3)
+    crop_pct: PositiveFloat = 0.875
 
 
 class ModelSpec(BaseModel):
@@ -61,6 +77,10 @@ class ModelSpec(BaseModel):
         """Content address: a hash of every field that can change the weights (device and
         precision included, since bf16 on a GPU gives other weights than fp32 on a CPU;
         ``train.eval_every`` left out)."""
-        data = self.model_dump(mode="json", exclude={"train": set(KEYLESS_TRAIN_FIELDS)})
+        defaults = TrainConfig()
+        skip = set(KEYLESS_TRAIN_FIELDS)
+        if self.train.crop == defaults.crop:  # the crop_* settings apply to other crops
+            skip |= set(KEYED_UNLESS_DEFAULT)
+        data = self.model_dump(mode="json", exclude={"train": skip})
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -11,12 +11,17 @@ epoch and ends with the same weights as an uninterrupted run.
 Data path (no DataLoader, no per-image Python):
 
 - the whole dataset is one uint8 tensor resident on the device (``(N, C, H, W)`` with
-  channels-last storage, i.e. the ``(N, H, W, C)`` array the dataset plugin returns);
+  channels-last storage, i.e. the ``(N, H, W, C)`` array the dataset plugin returns), or
+  with ``train.data_placement="host"`` (``"auto"``: when it takes more than half the
+  GPU's free memory) in pinned host memory, each batch gathered there and copied with
+  ``non_blocking=True`` (same batches, same weights);
 - each epoch draws a permutation from a ``torch.Generator`` on the device, seeded from
   ``(spec.seed, epoch)``, and each batch is gathered by index, augmented on the device
   (:mod:`simbench.train.augment`: zero-padded random crop with ``crop_padding`` then a
-  horizontal flip; the same for every image size -- we do not implement GM's
-  random-resized-crop for 224 px ImageNet), then normalised to float32 with the
+  horizontal flip; or, ``train.crop="random_resized"``, GM's ImageNet protocol:
+  torchvision's RandomResizedCrop boxes resampled to ``crop_size`` (224) px, then the
+  flip, and evaluation on the centred ``crop_pct`` square at ``crop_size``), then
+  normalised to float32 with the
   per-channel mean/std of the (possibly ``max_train_images``-truncated) train split,
   computed exactly in float64 (:func:`simbench.train.augment.channel_stats`);
 - the test split is evaluated without augmentation, normalised with the same train
@@ -49,7 +54,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -57,7 +62,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from simbench.data.base import ImageData
-from simbench.train.augment import augment, channel_stats, normalize
+from simbench.train.augment import (
+    augment,
+    center_resize,
+    channel_stats,
+    normalize,
+    random_resized_crop,
+)
 from simbench.train.checkpoint import (
     MODEL_FILE,
     RESUME_FILE,
@@ -159,8 +170,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
 @dataclass(frozen=True)
 class DeviceData:
-    """A dataset resident on one device: uint8 ``(N, C, H, W)`` images (channels-last
-    storage), int64 labels, and float32 per-channel normalisation statistics."""
+    """A dataset for one compute device: uint8 ``(N, C, H, W)`` images (channels-last
+    storage), int64 labels, and float32 per-channel normalisation statistics.
+
+    The labels and statistics live on the compute device (``mean.device``); the images
+    too, or — ``placement="host"`` in :func:`prepare_data` — in (pinned) host memory,
+    from which each batch is gathered into one of two pinned buffers and copied with
+    ``non_blocking=True`` (the copy overlaps the previous batch's compute)."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -170,18 +186,42 @@ class DeviceData:
     std: torch.Tensor
     mean64: tuple[float, ...]
     std64: tuple[float, ...]
+    streamed: bool = False  # images in host memory, batches copied per step
 
 
-def _images(x: np.ndarray, device: torch.device) -> torch.Tensor:
+def _images(x: np.ndarray, device: torch.device, host: bool = False) -> torch.Tensor:
     t = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2)  # NCHW view of NHWC
+    if host:
+        return t.pin_memory() if device.type == "cuda" else t
     return t.to(device)
 
 
+#: ``placement="auto"`` keeps the images on a CUDA device when they take at most this
+#: fraction of its free memory (the rest is left to the model, activations, cuDNN)
+DEVICE_DATA_FRACTION = 0.5
+
+
+def data_fits(nbytes: int, device: torch.device) -> bool:
+    """Whether ``nbytes`` of images fit on ``device`` (always on the CPU)."""
+    if device.type != "cuda":
+        return True
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_DATA_FRACTION * free
+
+
 def prepare_data(
-    data: ImageData, device: torch.device, max_train_images: int | None = None
+    data: ImageData,
+    device: torch.device,
+    max_train_images: int | None = None,
+    placement: Literal["auto", "device", "host"] = "auto",
 ) -> DeviceData:
     """Move ``data`` to ``device`` once; the train split is truncated to its first
-    ``max_train_images`` images when given, and normalisation uses that split."""
+    ``max_train_images`` images when given, and normalisation uses that split.
+
+    ``placement``: ``"device"`` puts the images on ``device``; ``"host"`` keeps them in
+    host memory (pinned on CUDA) and streams batches (:class:`DeviceData`); ``"auto"``:
+    the device when the images take at most half its free memory, else the host. Both
+    give the same batches, augmentations and weights."""
     x_train, y_train = data.x_train, data.y_train
     if max_train_images is not None:
         x_train, y_train = x_train[:max_train_images], y_train[:max_train_images]
@@ -193,17 +233,56 @@ def prepare_data(
                 f"dataset {data.name!r}: {split} labels must lie in [0, {data.num_classes}); "
                 f"got [{int(y.min())}, {int(y.max())}]"
             )
+    if placement not in ("auto", "device", "host"):
+        raise ValueError(f"placement must be 'auto', 'device' or 'host'; got {placement!r}")
+    if placement == "auto":
+        nbytes = int(np.asarray(x_train).nbytes + np.asarray(data.x_test).nbytes)
+        placement = "device" if data_fits(nbytes, device) else "host"
+    host = placement == "host"
     mean, std = channel_stats(x_train)
     return DeviceData(
-        x_train=_images(x_train, device),
+        x_train=_images(x_train, device, host),
         y_train=torch.from_numpy(np.asarray(y_train, dtype=np.int64)).to(device),
-        x_test=_images(data.x_test, device),
+        x_test=_images(data.x_test, device, host),
         y_test=torch.from_numpy(np.asarray(data.y_test, dtype=np.int64)).to(device),
         mean=torch.tensor(mean, dtype=torch.float32, device=device),
         std=torch.tensor(std, dtype=torch.float32, device=device),
         mean64=tuple(float(v) for v in mean),
         std64=tuple(float(v) for v in std),
+        streamed=host,
     )
+
+
+class _HostBatches:
+    """Batches of host-resident images gathered into two alternating (pinned on CUDA)
+    buffers and copied to the device without blocking (``prepare_data(placement="host")``)."""
+
+    def __init__(self, data: DeviceData, perm: torch.Tensor, batch_size: int, device: Any):
+        self.active = data.streamed
+        if not self.active:
+            return
+        self.device = torch.device(device)
+        self.x = data.x_train.permute(0, 2, 3, 1)  # the NHWC storage, contiguous
+        self.perm = perm.cpu()  # one copy per epoch, not one sync per batch
+        pin = self.device.type == "cuda"
+        shape = (batch_size, *self.x.shape[1:])
+        self.bufs = [torch.empty(shape, dtype=self.x.dtype, pin_memory=pin) for _ in range(2)]
+        self.events: list[Any] = [None, None]
+
+    def batch(self, i: int, start: int, stop: int) -> torch.Tensor:
+        """The images of ``perm[start:stop]`` on the device, ``(B, C, H, W)`` channels-last."""
+        k = i % 2
+        if self.events[k] is not None:
+            self.events[k].synchronize()  # its previous copy to the device has finished
+        buf = self.bufs[k][: stop - start]
+        torch.index_select(self.x, 0, self.perm[start:stop], out=buf)
+        if self.device.type == "cuda":
+            xb = buf.to(self.device, non_blocking=True)
+            self.events[k] = torch.cuda.Event()
+            self.events[k].record()
+        else:
+            xb = buf.clone()  # the buffer is reused two batches later
+        return xb.permute(0, 3, 1, 2)
 
 
 def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -233,20 +312,25 @@ def train_one_epoch(
     augmented training batches. Shuffling and augmentation draw from one generator on
     the data's device seeded with ``seed_for(seed, epoch)``. ``max_batches`` stops after
     that many batches (benchmarks)."""
-    device = data.x_train.device
+    device = data.mean.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed_for(seed, epoch))
     n = data.y_train.shape[0]
     perm = torch.randperm(n, generator=gen, device=device)
+    stream = _HostBatches(data, perm, cfg.batch_size, device)
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     seen = 0
     for i, (start, stop) in enumerate(_batches(n, cfg.batch_size)[:max_batches]):
         idx = perm[start:stop]
-        xb = data.x_train[idx]
+        xb = stream.batch(i, start, stop) if stream.active else data.x_train[idx]
         yb = data.y_train[idx]
-        if cfg.augment:
+        if cfg.crop == "random_resized":
+            xb = random_resized_crop(xb, cfg.crop_size, gen, cfg.crop_scale, cfg.crop_ratio)
+            if cfg.augment:
+                xb = augment(xb, 0, gen)  # the flip
+        elif cfg.augment:
             xb = augment(xb, cfg.crop_padding, gen)
         xb = normalize(xb, data.mean, data.std, memory_format=memory_format)
         with torch.autocast(
@@ -282,6 +366,8 @@ def evaluate(
     batch_size: int = 500,
     autocast_dtype: torch.dtype | None = None,
     memory_format: torch.memory_format = torch.contiguous_format,
+    resize: int | None = None,
+    crop_pct: float = 0.875,
 ) -> tuple[float, float]:
     """``(mean cross-entropy, accuracy)`` of ``model`` in eval mode on uint8 images ``x``
     (no augmentation); ``(nan, nan)`` for an empty split. Leaves the model in eval mode."""
@@ -289,14 +375,18 @@ def evaluate(
     if n == 0:
         return math.nan, math.nan
     model.eval()
-    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
-    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    device = mean.device  # x may live in (pinned) host memory: prepare_data(placement)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
     with torch.no_grad():
         for start in range(0, n, batch_size):
-            xb = normalize(x[start : start + batch_size], mean, std, memory_format=memory_format)
+            xb = x[start : start + batch_size].to(device, non_blocking=True)
+            if resize is not None:
+                xb = center_resize(xb, resize, crop_pct)
+            xb = normalize(xb, mean, std, memory_format=memory_format)
             yb = y[start : start + batch_size]
             with torch.autocast(
-                x.device.type,
+                device.type,
                 dtype=autocast_dtype or torch.bfloat16,
                 enabled=autocast_dtype is not None,
             ):
@@ -365,6 +455,8 @@ def train(
     dataset = create_plugin("dataset", spec.dataset.name, spec.dataset.params)
     image_data: ImageData = dataset.load()
     size = image_data.image_size
+    if cfg.crop == "random_resized":
+        size = cfg.crop_size  # the model sees the resampled crops
     if arch.input_size is not None and arch.input_size != size:
         raise ValueError(
             f"architecture {spec.architecture.name!r} expects {arch.input_size}px images; "
@@ -381,7 +473,7 @@ def train(
         model = arch.build(image_data.num_classes, seed=spec.seed)
         model = model.to(device=device, memory_format=mformat)
         optimizer = make_optimizer(model, cfg)
-        data = prepare_data(image_data, device, cfg.max_train_images)
+        data = prepare_data(image_data, device, cfg.max_train_images, cfg.data_placement)
 
         base_meta = {
             "spec": spec.model_dump(mode="json"),
@@ -465,6 +557,8 @@ def train(
                         batch_size=max(2 * cfg.batch_size, 256),
                         autocast_dtype=amp,
                         memory_format=mformat,
+                        resize=cfg.crop_size if cfg.crop == "random_resized" else None,
+                        crop_pct=cfg.crop_pct,
                     )
                 record = {
                     "epoch": epoch + 1,
