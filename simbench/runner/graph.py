@@ -571,6 +571,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         "blocks": probe.blocks,
         "null_pairings": probe.null_pairings,
     }
+    if probe.images is not None:  # the images drawn changed from uniform to per class
+        probe_dict["sampling"] = PROBE_SAMPLING
     options = ExtractOptions(fourth=needs_fourth, activations=needs_acts, maps=needs_maps)
 
     # -- pairs, extract keys, cells --
@@ -646,6 +648,9 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
 
 #: bump when the pooled-outputs file changes
 EXTRACT_POOLED = 1
+#: how a probe of ``images`` images is drawn (part of the probe's keys when ``images`` is set):
+#: per class, :func:`simbench.data.sampling.balanced_indices` (was: uniform without replacement)
+PROBE_SAMPLING = "per_class_v1"
 
 
 class _MetricInfo:
