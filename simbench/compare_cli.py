@@ -30,7 +30,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--layers", default=None, help="comma-separated layer names (default: all)")
     p.add_argument("--dataset", default=None, help="probe dataset (default: model A's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="probe split")
-    p.add_argument("--probe-images", type=int, default=1000, help="number of probe images (drawn per class)")
+    p.add_argument(
+        "--probe-images", type=int, default=1000, help="number of probe images (drawn per class)"
+    )
     p.add_argument("--positions", type=int, default=16, help="spatial positions per image")
     p.add_argument("--shrinkage", default="gm", help="eigenvalue shrinkage plugin (gm, none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe draw and MC draws")
