@@ -34,6 +34,7 @@ ALIGNMENT_MODULES = (
 SHRINKAGE_MODULES = ("simbench.shrinkage",)
 ARCHITECTURE_MODULES = (
     "simbench.models.vgg",
+    "simbench.models.tiny10",
     "simbench.models.timm_models",
     "simbench.models.torchvision_models",
     "simbench.models.foreign",

@@ -30,7 +30,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--layers", default=None, help="comma-separated layer names (default: all)")
     p.add_argument("--dataset", default=None, help="probe dataset (default: model A's dataset)")
     p.add_argument("--split", default="test", choices=["train", "test"], help="probe split")
-    p.add_argument("--probe-images", type=int, default=1000, help="number of probe images")
+    p.add_argument(
+        "--probe-images", type=int, default=1000, help="number of probe images (drawn per class)"
+    )
     p.add_argument("--positions", type=int, default=16, help="spatial positions per image")
     p.add_argument("--shrinkage", default="gm", help="eigenvalue shrinkage plugin (gm, none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe draw and MC draws")
@@ -44,7 +46,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from simbench.compare import compare_models, paired_probe_batches
-    from simbench.extract import probe_indices
+    from simbench.data.sampling import balanced_indices
     from simbench.train.checkpoint import create_plugin, load_model
     from simbench.train.trainer import resolve_device
 
@@ -56,7 +58,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         name, params = (args.dataset, {}) if args.dataset else (ref["name"], ref.get("params", {}))
         data = create_plugin("dataset", name, params).load()
         images = data.x_test if args.split == "test" else data.x_train
-        images = images[probe_indices(len(images), args.probe_images, args.seed)]
+        labels = data.y_test if args.split == "test" else data.strata
+        images = images[balanced_indices(labels, args.probe_images, args.seed)]
         batches = paired_probe_batches(
             images, meta_a["normalization"], meta_b["normalization"], device=device
         )

@@ -556,3 +556,54 @@ def _machine_busy_seconds() -> float | None:
 def _own_cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
+
+
+# ----------------------------------------------------------------------------- one-cycle lr
+
+
+def test_onecycle_lr_equals_pytorch_onecyclelr() -> None:
+    from simbench.train.trainer import onecycle_lr
+
+    total, peak = 97, 0.3
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=peak, momentum=0.9)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, peak, total_steps=total, cycle_momentum=False)
+    for step in range(total):
+        assert onecycle_lr(peak, step, total) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        opt.step()
+        sched.step()
+    assert onecycle_lr(peak, 0, total) == pytest.approx(peak / 25)
+    # the peak falls between two steps when 0.3 * total is not whole
+    assert max(onecycle_lr(peak, s, total) for s in range(total)) == pytest.approx(peak, rel=1e-4)
+    assert onecycle_lr(peak, 29, 100) == pytest.approx(peak)
+    assert onecycle_lr(peak, total - 1, total) == pytest.approx(peak / 25e4)
+    with pytest.raises(ValueError, match="step"):
+        onecycle_lr(peak, total, total)
+    with pytest.raises(ValueError, match="onecycle"):
+        lr_at(TrainConfig(lr_schedule="onecycle"), 0)
+
+
+def test_onecycle_training_sets_the_lr_per_batch_and_resumes_exactly(tmp_path: Path) -> None:
+    from simbench.train.trainer import onecycle_lr
+
+    spec = tiny_spec(seed=7, epochs=3, lr=0.2, lr_schedule="onecycle", nesterov=True)
+    straight = train(spec, tmp_path / "straight", progress=False)
+    hist = json.loads(sidecar_path(straight).read_text())["history"]
+    batches = 6  # 96 images / 16
+    assert [h["lr"] for h in hist] == [onecycle_lr(0.2, e * batches, 3 * batches) for e in range(3)]
+    assert hist[-1]["test_accuracy"] > 0.5  # chance is 1/3
+
+    class Crash(Exception):
+        pass
+
+    def crash(epoch: int, record: dict) -> None:
+        if epoch == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(spec, tmp_path / "resumed", progress=False, on_epoch_end=crash)
+    resumed = train(spec, tmp_path / "resumed", progress=False)
+    assert_identical(weights(straight), weights(resumed))
+    # the schedule changes the weights: not the step schedule's
+    other = train(tiny_spec(seed=7, epochs=3, lr=0.2, nesterov=True), tmp_path / "step")
+    assert not torch.equal(weights(other)["conv.weight"], weights(straight)["conv.weight"])

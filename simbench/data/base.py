@@ -17,7 +17,11 @@ from simbench.plugin import Plugin
 
 @dataclass(frozen=True)
 class ImageData:
-    """Images and labels of a train and a test split (numpy, uint8 NHWC / int64)."""
+    """Images and labels of a train and a test split (numpy, uint8 NHWC / int64).
+
+    ``y_train_original``: the train labels before a variant replaced some
+    (``random_labels``), else ``None``; class-balanced train subsets are drawn by these,
+    so every label-noise fraction trains on the same images."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -26,6 +30,7 @@ class ImageData:
     classes: tuple[str, ...]
     name: str = ""
     meta: dict = field(default_factory=dict)
+    y_train_original: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -34,6 +39,17 @@ class ImageData:
                 raise ValueError(f"x_{split} must be uint8 (N, H, W, C); got {x.dtype} {x.shape}")
             if y.shape != (x.shape[0],):
                 raise ValueError(f"y_{split} must have shape ({x.shape[0]},); got {y.shape}")
+        if self.y_train_original is not None and self.y_train_original.shape != self.y_train.shape:
+            raise ValueError(
+                f"y_train_original must have shape {self.y_train.shape}; "
+                f"got {self.y_train_original.shape}"
+            )
+
+    @property
+    def strata(self) -> np.ndarray:
+        """The labels train subsets are balanced over: ``y_train_original`` if set, else
+        ``y_train``."""
+        return self.y_train if self.y_train_original is None else self.y_train_original
 
     @property
     def num_classes(self) -> int:

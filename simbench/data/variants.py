@@ -140,7 +140,9 @@ class RandomLabels(Dataset):
         ``order[:round(fraction * n)]`` get label ``r[i]``, drawn uniformly from all ``C``
         classes (so it equals the true label with probability 1/C). A larger fraction with
         the same seed replaces a superset of images, with the same random labels. Test
-        labels are left unchanged (test accuracy then measures the true task)."""
+        labels are left unchanged (test accuracy then measures the true task). The true labels
+        are kept as ``y_train_original``: a ``max_train_images`` subset is balanced over
+        them, so every fraction trains on the same images."""
         self.base = _base_ref(base)
         self.seed = seed
         self.fraction = fraction
@@ -167,6 +169,7 @@ class RandomLabels(Dataset):
             classes=data.classes,
             name=f"{data.name}[random_labels:seed={self.seed},fraction={self.fraction:g}]",
             meta=meta,
+            y_train_original=data.strata,
         )
 
 

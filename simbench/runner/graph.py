@@ -625,6 +625,8 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         "blocks": probe.blocks,
         "null_pairings": probe.null_pairings,
     }
+    if probe.images is not None:  # the images drawn changed from uniform to per class
+        probe_dict["sampling"] = PROBE_SAMPLING
     options = ExtractOptions(
         fourth=needs_fourth, activations=needs_acts, maps=needs_maps, forward=p.dtype
     )
@@ -720,6 +722,9 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
 EXTRACT_POOLED = 1
 #: the results' ``features`` of layer-matrix rows per suite ``layer_features``
 MATRIX_FEATURES = {"pooled": "pooled", "flat": "flattened"}
+#: how a probe of ``images`` images is drawn (part of the probe's keys when ``images`` is set):
+#: per class, :func:`simbench.data.sampling.balanced_indices` (was: uniform without replacement)
+PROBE_SAMPLING = "per_class_v1"
 
 
 class _MetricInfo:

@@ -280,22 +280,23 @@ class ExtractJob:
 
 
 def probe_data(probe: ProbeConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The uint8 NHWC probe images and their labels (deterministic in the probe config)."""
-    from simbench.extract import probe_indices
+    """The uint8 NHWC probe images and their labels (deterministic in the probe config):
+    ``images`` of the split drawn per class (:func:`simbench.data.sampling.
+    balanced_indices` with the probe seed), in dataset order."""
+    from simbench.data.sampling import balanced_indices
     from simbench.train.checkpoint import create_plugin
 
     data = create_plugin("dataset", probe.dataset, probe.params).load()
-    images, labels = (
-        (data.x_test, data.y_test) if probe.split == "test" else (data.x_train, data.y_train)
-    )
+    images = data.x_test if probe.split == "test" else data.x_train
+    labels = data.y_test if probe.split == "test" else data.strata
     if len(images) == 0:
         raise ValueError(f"probe dataset {probe.dataset!r} has no {probe.split} images")
-    idx = probe_indices(len(images), probe.images, probe.seed)
-    return images[idx], np.asarray(labels)[idx]
+    keep = balanced_indices(labels, probe.images, probe.seed)
+    return images[keep], labels[keep]
 
 
 def probe_images(probe: ProbeConfig) -> np.ndarray:
-    """The uint8 NHWC probe images (deterministic in the probe config)."""
+    """The uint8 NHWC probe images of :func:`probe_data`."""
     return probe_data(probe)[0]
 
 
@@ -878,7 +879,10 @@ def _checks(job: ChecksJob, cache: Cache) -> dict[str, Any]:
     net_b, arch_b, meta_b = load_ref(job.model_b, device)
     sa = {s.name: s for s in arch_a.layers(net_a)}[job.layer]
     sb = {s.name: s for s in arch_b.layers(net_b)}[job.layer]
-    images = probe_images(job.probe)[: job.images]
+    from simbench.data.sampling import balanced_indices
+
+    images, labels = probe_data(job.probe)
+    images = images[balanced_indices(labels, job.images, job.probe.seed)]
     outs: dict[str, list[np.ndarray]] = {"xa": [], "xb": [], "ia": [], "ib": []}
     with (
         torch.no_grad(),

@@ -23,6 +23,16 @@ KEYLESS_TRAIN_FIELDS = ("eval_every", "data_placement")
 #: the default "pad", so the keys of earlier configurations do not change (COORD.md §5)
 KEYED_UNLESS_DEFAULT = ("crop", "crop_size", "crop_scale", "crop_ratio", "crop_pct")
 
+#: TrainConfig fields added after models were cached: left out of ModelSpec.key() while they
+#: hold these defaults, so the keys of configurations that do not set them are unchanged
+#: (COORD.md 5)
+KEY_WHEN_SET_TRAIN_FIELDS: dict[str, Any] = {"lr_schedule": "step", "nesterov": False}
+
+#: how ``max_train_images`` draws its subset: per class (:func:`simbench.data.sampling.
+#: balanced_indices`). Part of the key of configurations that set ``max_train_images``
+#: (earlier versions took a prefix, which gave other images: those keys change).
+SUBSET_SAMPLING = "per_class_v1"
+
 
 class TrainConfig(BaseModel):
     """Training hyper-parameters; defaults are Guth & Ménard appendix B.3.
@@ -39,12 +49,20 @@ class TrainConfig(BaseModel):
     weight_decay: NonNegativeFloat = 0.0
     lr_step: PositiveInt = 30
     lr_gamma: PositiveFloat = 0.1
+    # "step": lr * lr_gamma ** (epoch // lr_step), set per epoch (GM). "onecycle": per batch,
+    # cosine warm-up from lr/25 to lr over the first 30 % of steps, then cosine annealing to
+    # lr/25e4 (Smith & Topor 2019; PyTorch OneCycleLR's defaults, momentum kept fixed);
+    # lr_step and lr_gamma are then unused.
+    lr_schedule: Literal["step", "onecycle"] = "step"
+    nesterov: bool = False
     augment: bool = True
     crop_padding: int = Field(4, ge=0)
     device: str = "auto"  # "auto" | "cpu" | "cuda" | "cuda:N"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on GPU
     save_epochs: tuple[int, ...] = ()  # extra checkpoints (learning dynamics, Raghu Fig. 4)
-    max_train_images: PositiveInt | None = None  # deterministic prefix, for quick runs
+    # a class-balanced subset of the train split (per class, seeded, the same for every
+    # model seed: simbench.data.sampling.balanced_indices), for quick runs
+    max_train_images: PositiveInt | None = None
     # evaluate on the test split every N epochs (always after the last epoch and at each
     # save_epochs checkpoint); on a CPU a full test pass can cost as much as an epoch of
     # training. Evaluation leaves the weights unchanged, so this is not part of the key.
@@ -76,11 +94,16 @@ class ModelSpec(BaseModel):
     def key(self) -> str:
         """Content address: a hash of every field that can change the weights (device and
         precision included, since bf16 on a GPU gives other weights than fp32 on a CPU;
-        ``train.eval_every`` left out)."""
+        ``train.eval_every`` and ``data_placement`` left out; the ``crop_*`` settings only
+        with a crop other than "pad"; fields of ``KEY_WHEN_SET_TRAIN_FIELDS`` only when not
+        at their default; the subset sampling when ``max_train_images`` is set)."""
         defaults = TrainConfig()
         skip = set(KEYLESS_TRAIN_FIELDS)
         if self.train.crop == defaults.crop:  # the crop_* settings apply to other crops
             skip |= set(KEYED_UNLESS_DEFAULT)
+        skip |= {k for k, v in KEY_WHEN_SET_TRAIN_FIELDS.items() if getattr(self.train, k) == v}
         data = self.model_dump(mode="json", exclude={"train": skip})
+        if self.train.max_train_images is not None:
+            data["train"]["subset_sampling"] = SUBSET_SAMPLING
         blob = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

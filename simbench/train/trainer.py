@@ -2,7 +2,8 @@
 
 ``train(spec, out_dir)`` builds the architecture and dataset plugins named by the spec,
 trains with SGD (momentum, no weight decay by default) and a step learning-rate
-schedule ``lr * gamma ** (epoch // lr_step)`` (set at the start of each epoch), evaluates
+schedule ``lr * gamma ** (epoch // lr_step)`` (set at the start of each epoch) or a per-batch
+one-cycle schedule (``lr_schedule: onecycle``, :func:`onecycle_lr`), evaluates
 test accuracy after every epoch, and writes checkpoints as described in
 :mod:`simbench.train.checkpoint` under ``out_dir/<spec.key()>/``. Calling it again on the
 same ``out_dir`` returns the finished checkpoint, or resumes after the last completed
@@ -96,6 +97,7 @@ __all__ = [
     "lr_at",
     "make_optimizer",
     "memory_format_for",
+    "onecycle_lr",
     "prepare_data",
     "resolve_device",
     "resolve_precision",
@@ -141,8 +143,32 @@ def memory_format_for(device: torch.device) -> torch.memory_format:
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
-    """Learning rate during ``epoch`` (0-based): ``lr * lr_gamma ** (epoch // lr_step)``."""
+    """Learning rate during ``epoch`` (0-based) of the ``step`` schedule:
+    ``lr * lr_gamma ** (epoch // lr_step)``; for ``onecycle``, the rate at the epoch's
+    first batch (the schedule itself is per batch: :func:`onecycle_lr`)."""
+    if cfg.lr_schedule == "onecycle":
+        raise ValueError("lr_at needs the batches per epoch for onecycle; use onecycle_lr")
     return cfg.lr * cfg.lr_gamma ** (epoch // cfg.lr_step)
+
+
+#: one-cycle shape (PyTorch OneCycleLR defaults): warm-up fraction, initial and final divisors
+ONECYCLE_PCT, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+
+
+def onecycle_lr(peak: float, step: int, total: int) -> float:
+    """One-cycle learning rate at batch ``step`` (0-based) of ``total`` (Smith & Topor 2019;
+    PyTorch ``OneCycleLR(anneal_strategy="cos")``): cosine from ``peak/25`` up to ``peak``
+    over the first 30 % of the steps, then cosine down to ``peak/(25·10⁴)`` at the last."""
+    if total < 1 or not 0 <= step < total:
+        raise ValueError(f"step must lie in [0, {total}); got {step}")
+    start, end = peak / ONECYCLE_DIV, peak / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+    up = float(ONECYCLE_PCT * total) - 1
+    if step <= up:
+        lo, hi, t = start, peak, step / up if up > 0 else 1.0
+    else:
+        down = total - 1 - up
+        lo, hi, t = peak, end, (step - up) / down if down > 0 else 1.0
+    return hi + (lo - hi) * (1 + math.cos(math.pi * t)) / 2
 
 
 def seed_for(seed: int, epoch: int, stream: int = 0) -> int:
@@ -162,7 +188,13 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(
+        params,
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        weight_decay=cfg.weight_decay,
+        nesterov=cfg.nesterov,
+    )
 
 
 # ----------------------------------------------------------------------------- data
@@ -209,22 +241,32 @@ def data_fits(nbytes: int, device: torch.device) -> bool:
     return nbytes <= DEVICE_DATA_FRACTION * free
 
 
+#: seed of the ``max_train_images`` subset: the same images for every model seed, so that
+#: models of one data configuration differ only in their own seed
+SUBSET_SEED = 0
+
+
 def prepare_data(
     data: ImageData,
     device: torch.device,
     max_train_images: int | None = None,
     placement: Literal["auto", "device", "host"] = "auto",
 ) -> DeviceData:
-    """Move ``data`` to ``device`` once; the train split is truncated to its first
-    ``max_train_images`` images when given, and normalisation uses that split.
+    """Move ``data`` to ``device`` once; the train split is reduced to a class-balanced
+    subset of ``max_train_images`` images when given (per class, balanced over
+    ``data.strata``, drawn with ``SUBSET_SEED``, in dataset order:
+    :func:`simbench.data.sampling.balanced_indices`), and normalisation uses that split.
 
     ``placement``: ``"device"`` puts the images on ``device``; ``"host"`` keeps them in
     host memory (pinned on CUDA) and streams batches (:class:`DeviceData`); ``"auto"``:
     the device when the images take at most half its free memory, else the host. Both
     give the same batches, augmentations and weights."""
+    from simbench.data.sampling import balanced_indices
+
     x_train, y_train = data.x_train, data.y_train
-    if max_train_images is not None:
-        x_train, y_train = x_train[:max_train_images], y_train[:max_train_images]
+    if max_train_images is not None and max_train_images < len(y_train):
+        keep = balanced_indices(data.strata, max_train_images, SUBSET_SEED)
+        x_train, y_train = x_train[keep], y_train[keep]
     if len(y_train) == 0:
         raise ValueError(f"dataset {data.name!r} has no training images")
     for split, y in (("train", y_train), ("test", data.y_test)):
@@ -307,11 +349,13 @@ def train_one_epoch(
     memory_format: torch.memory_format = torch.contiguous_format,
     bar: Any = None,
     max_batches: int | None = None,
+    batch_lr: Callable[[int], float] | None = None,
 ) -> tuple[float, float]:
     """One epoch of SGD at the current learning rate; ``(mean loss, accuracy)`` on the
     augmented training batches. Shuffling and augmentation draw from one generator on
     the data's device seeded with ``seed_for(seed, epoch)``. ``max_batches`` stops after
-    that many batches (benchmarks)."""
+    that many batches (benchmarks). ``batch_lr(i)``, if given, sets the learning rate
+    before batch ``i`` of the epoch (per-batch schedules)."""
     device = data.mean.device
     gen = torch.Generator(device=device)
     gen.manual_seed(seed_for(seed, epoch))
@@ -326,6 +370,10 @@ def train_one_epoch(
         idx = perm[start:stop]
         xb = stream.batch(i, start, stop) if stream.active else data.x_train[idx]
         yb = data.y_train[idx]
+        if batch_lr is not None:
+            lr_i = batch_lr(i)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_i
         if cfg.crop == "random_resized":
             xb = random_resized_crop(xb, cfg.crop_size, gen, cfg.crop_scale, cfg.crop_ratio)
             if cfg.augment:
@@ -524,7 +572,13 @@ def train(
         bar = _progress_bar(progress, cfg.epochs * batches, start_epoch * batches)
         try:
             for epoch in range(start_epoch, cfg.epochs):
-                lr = lr_at(cfg, epoch)
+                batch_lr = None
+                if cfg.lr_schedule == "onecycle":
+
+                    def batch_lr(i: int, epoch: int = epoch) -> float:
+                        return onecycle_lr(cfg.lr, epoch * batches + i, cfg.epochs * batches)
+
+                lr = batch_lr(0) if batch_lr is not None else lr_at(cfg, epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 if bar is not None:
@@ -540,6 +594,7 @@ def train(
                     autocast_dtype=amp,
                     memory_format=mformat,
                     bar=bar,
+                    batch_lr=batch_lr,
                 )
                 seconds = time.perf_counter() - t0
                 test_loss = test_acc = None
