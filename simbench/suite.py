@@ -378,6 +378,14 @@ class Suite(_Strict):
     )
     layers: Layers = "all"
     layer_matrix: Bool = False
+    #: which pairs get the layer matrix: model-reference globs (``t10@*``); both models of
+    #: a pair must match one (default: every pair)
+    layer_matrix_models: Annotated[list[str], Field(min_length=1)] | None = None
+    #: standard error and chance level of the layer-matrix cells (default true); false
+    #: scores each cross-layer cell once (layer identification ranks values, it does not
+    #: read their stderr; the same-layer rows keep theirs), which is what makes large
+    #: flattened or many-pair matrices affordable
+    layer_matrix_uncertainty: Bool = True
     #: features of the layer-matrix rows: global-average-pooled ``(B, C)`` or flattened
     #: ``(B, C·H·W)`` (MATH.md conventions; memory grows with C·H·W × images)
     layer_features: Literal["pooled", "flat"] = "pooled"

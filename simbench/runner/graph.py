@@ -655,7 +655,7 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
             for n in shared
         }
         pooled_key = None
-        if suite.layer_matrix and a.layers and b.layers:
+        if suite.layer_matrix and a.layers and b.layers and _matrix_pair(suite, a_ref, b_ref):
             pooled_key = make_key(
                 "pooled", a.key, b.key, a.layers, b.layers, probe_dict, EXTRACT_POOLED, version,
                 *(["maps"] if needs_maps else []),  # + conv maps on the matrix grid (DFT)
@@ -702,11 +702,30 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
                     if m.consumes is not Consumes.REPRESENTATIONS or m.input_ndim not in (2, 4):
                         continue
                     for d, params in m.draw_params(suite.seed):
+                        unc = [] if suite.layer_matrix_uncertainty else ["no-uncertainty"]
                         key = make_key(
-                            "score", "pooled", pooled_key, la, lb, m.name, params, m.version, d
+                            "score",
+                            "pooled",
+                            pooled_key,
+                            la,
+                            lb,
+                            m.name,
+                            params,
+                            m.version,
+                            d,
+                            *unc,
                         )
                         cell = ScoreCell(
-                            key, "pooled", m.name, params, pooled_key, None, None, la, lb
+                            key,
+                            "pooled",
+                            m.name,
+                            params,
+                            pooled_key,
+                            None,
+                            None,
+                            la,
+                            lb,
+                            uncertainty=suite.layer_matrix_uncertainty,
                         )
                         feats = MATRIX_FEATURES[suite.layer_features]  # 4-D: common grid
                         cells.append(m.cell(pair, la, lb, feats, None, d, cell))
@@ -716,6 +735,16 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
         suite, cache, models, pairs, cells, probe, options, align_tasks, checks, warnings,
         store_options,
     )  # fmt: skip
+
+
+def _matrix_pair(suite: Any, a_ref: str, b_ref: str) -> bool:
+    """Whether a pair gets the layer matrix (``layer_matrix_models`` globs, both models)."""
+    from fnmatch import fnmatchcase
+
+    globs = suite.layer_matrix_models
+    if globs is None:
+        return True
+    return all(any(fnmatchcase(ref, g) for g in globs) for ref in (a_ref, b_ref))
 
 
 #: bump when the pooled-outputs file changes

@@ -525,6 +525,9 @@ class ScoreCell:
     layer_b: str = ""
     #: the alignment (name, params) of a weights cell, refitted per left-out block
     align: tuple[str, dict[str, Any]] | None = None
+    #: a layer-matrix cell with its standard error and chance level (suite
+    #: ``layer_matrix_uncertainty``); false: the value only
+    uncertainty: bool = True
 
 
 @dataclass(frozen=True)
@@ -712,6 +715,8 @@ def pooled_score(metric: Any, cell: ScoreCell, inputs: _Inputs, X: Any, Y: Any) 
         pb = inputs.prepared(metric, cell, "b", Y)
         if pa is not None and pb is not None:
             full = metric.score_prepared(pa, pb)
+    if not cell.uncertainty:  # suite ``layer_matrix_uncertainty: false``: the value only
+        return full if full is not None else metric.evaluate(X, Y)
     cfg = inputs.uncertainty(cell.extract_key)
     return evaluate_with_uncertainty(metric, X, Y, cfg, full=full)
 
