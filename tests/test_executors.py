@@ -96,6 +96,27 @@ def test_local_training_without_gpu_runs_inline():
     assert {r[1] for r in out} == {os.getpid()}
 
 
+def test_local_training_without_gpu_in_train_workers_processes(monkeypatch):
+    """``train_workers: 2`` on a CPU-only machine: two training processes at once, each
+    with cores // 2 torch threads (GPUs hidden, as on CI)."""
+    import simbench.runner.executors as executors
+
+    monkeypatch.setattr(executors, "_gpu_count", lambda: 0)
+    out = LocalExecutor(workers=2, train_workers=2).map_training(visible_gpu_and_pid, [0, 1])
+    assert [r[0] for r in out] == [0, 1]
+    assert len({r[1] for r in out}) == 2 and os.getpid() not in {r[1] for r in out}
+    assert {r[2] for r in out} == {max(1, (os.cpu_count() or 1) // 2)}
+
+
+def visible_gpu_and_pid(x: int) -> tuple[int, int, int]:
+    import time
+
+    import torch
+
+    time.sleep(0.5)  # long enough for both workers to take a job
+    return x, os.getpid(), torch.get_num_threads()
+
+
 # ----------------------------------------------------------------------------- slurm
 
 

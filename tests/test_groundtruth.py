@@ -10,7 +10,6 @@ tied layers; 0 for the strictly ordered controls and for chance) and a *noise* m
 from __future__ import annotations
 
 import itertools
-import json
 import types
 from typing import Any
 
@@ -35,7 +34,6 @@ from simbench.groundtruth.from_results import (
     LabelRandomization,
     LayerIdentification,
 )
-from simbench.groundtruth.schema2 import split_label, to_schema3
 from simbench.hookspecs import hookimpl
 from simbench.registry import Registry
 
@@ -447,24 +445,6 @@ def test_cli_lists_tests(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for name in ("layer_id", "pc_deletion", "output_grounding", "chance"):
         assert name in out
-
-
-# -- schema adapter ----------------------------------------------------------------------
-def test_schema2_labels_and_features() -> None:
-    assert split_label("bures(draws=8)") == ("bures", json.dumps({"draws": 8}))
-    assert split_label("cka") == ("cka", None)
-    assert split_label("cka(kernel=rbf, ratio=0.5)") == (
-        "cka", json.dumps({"kernel": "rbf", "ratio": 0.5}, sort_keys=True))  # fmt: skip
-    old = pd.DataFrame(
-        {"metric": ["cka", "cka", "bures(draws=8)"], "alignment": ["none", "flat", "procrustes"],
-         "consumes": ["representations", "representations", "weights"],
-         "error": ["", "", "boom"], "layer_a": ["c1", "c1", "c2"], "layer_b": ["c1", "c2", "c2"]}
-    )  # fmt: skip
-    new = to_schema3(old, {"layers": {"vgg": ["c1", "c2"]}})
-    assert new["features"].tolist() == ["positions", "flattened", None]
-    assert new["alignment"].tolist() == [None, None, "procrustes"]
-    assert new["error"].tolist() == [None, None, "boom"]
-    assert new["depth_b"].tolist() == [0, 1, 1]
 
 
 def test_default_test_no_row_of_a_board_can_take_stays_off_it() -> None:

@@ -232,9 +232,9 @@ def test_context(
     without it the tests that need it lack their inputs.
     """
     from simbench.groundtruth.context import TestContext
-    from simbench.groundtruth.schema2 import to_schema3
+    from simbench.runner.results import upgrade
 
-    df3 = to_schema3(df, meta)
+    df3 = upgrade(df, meta)
     layers = (meta or {}).get("layers")
     meta = dict(meta or {})
     if not meta.get("models") and getattr(data, "info", None):

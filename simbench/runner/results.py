@@ -122,7 +122,7 @@ def label(name: Any, params_json: Any = None) -> str:
     return f"{name}({', '.join(f'{k}={v}' for k, v in sorted(params.items()))})"
 
 
-def _parse_label(text: str) -> tuple[str, str | None]:
+def split_label(text: str) -> tuple[str, str | None]:
     """``"bures(draws=8)"`` -> ``("bures", '{"draws":8}')``: a schema-2 label split into
     name and canonical params (values read back as JSON, ``True``/``False``/``None``, or
     kept as strings)."""
@@ -169,7 +169,7 @@ def upgrade(df: Any, meta: dict[str, Any] | None = None) -> Any:
         df["error"] = err.where(err.notna() & (err.astype(str).str.strip() != ""), None)
     if version >= 3 or "features" in df.columns:
         return df
-    metric = [_parse_label(m) for m in df["metric"].astype(str)]
+    metric = [split_label(m) for m in df["metric"].astype(str)]
     df["metric"] = [m for m, _ in metric]
     df["metric_params"] = [p for _, p in metric]
     old = df["alignment"].astype(str)
@@ -177,7 +177,7 @@ def upgrade(df: Any, meta: dict[str, Any] | None = None) -> Any:
     maps = df["metric"].map(four_d).astype(bool)
     feats = old.map({"none": "positions", "pooled": "pooled", "flat": "flattened"})
     feats = feats.where(~((old == "none") & maps), "maps")
-    aligned = [None if f else _parse_label(a) for a, f in zip(old, feats.notna(), strict=True)]
+    aligned = [None if f else split_label(a) for a, f in zip(old, feats.notna(), strict=True)]
     df["features"] = feats.where(feats.notna(), None)
     df["alignment"] = [a[0] if a else None for a in aligned]
     df["alignment_params"] = [a[1] if a else None for a in aligned]
