@@ -170,17 +170,20 @@ def upgrade(df: Any, meta: dict[str, Any] | None = None) -> Any:
     if version >= 3 or "features" in df.columns:
         return df
     metric = [split_label(m) for m in df["metric"].astype(str)]
+    def objects(values: list[Any]) -> Any:  # strings and None kept (not NaN)
+        return pd.Series(values, dtype=object, index=df.index)
+
     df["metric"] = [m for m, _ in metric]
-    df["metric_params"] = [p for _, p in metric]
+    df["metric_params"] = objects([p for _, p in metric])
     old = df["alignment"].astype(str)
     four_d = {m: _input_ndim(m) == 4 for m in set(df["metric"])}
     maps = df["metric"].map(four_d).astype(bool)
     feats = old.map({"none": "positions", "pooled": "pooled", "flat": "flattened"})
     feats = feats.where(~((old == "none") & maps), "maps")
     aligned = [None if f else split_label(a) for a, f in zip(old, feats.notna(), strict=True)]
-    df["features"] = feats.where(feats.notna(), None)
-    df["alignment"] = [a[0] if a else None for a in aligned]
-    df["alignment_params"] = [a[1] if a else None for a in aligned]
+    df["features"] = objects([f if isinstance(f, str) else None for f in feats])
+    df["alignment"] = objects([a[0] if a else None for a in aligned])
+    df["alignment_params"] = objects([a[1] if a else None for a in aligned])
     orders = (meta or {}).get("layers") or {}
     for side in ("a", "b"):
         arch = df[f"arch_{side}"] if f"arch_{side}" in df else pd.Series([None] * len(df))
