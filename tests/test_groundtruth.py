@@ -272,6 +272,17 @@ def test_output_grounding_perfect_constant_noise() -> None:
     assert abs(p - 0.5) < 0.25
 
 
+def test_output_grounding_reads_only_the_compared_pairs() -> None:
+    """A suite compares the pairs it names: pairs without cells are not failures (the
+    reference run's ladder compares each p = 0 model with the others, not all pairs)."""
+    rows, models, data = grounding()
+    kept = [r for r in rows if "m0" in (r["model_a"], r["model_b"])]  # a star of 5 pairs
+    ctx = ctx_of(kept, models=models, logits=data.logits, labels=data.labels)
+    us = OutputGrounding().score(ctx, row_of("perfect"))
+    assert us.detail["pairs"] == 5
+    assert check(us, 1.0)[0] == pytest.approx(1.0)
+
+
 # -- layer monotonicity and PC deletion: tests that compute the metric ---------------------
 class Planted:
     """A fake metric: ``kind`` perfect / constant / noise (seeded)."""

@@ -82,16 +82,19 @@ class OutputGrounding(GroundTruthTest):
         sims = pair_similarity(cells)
         layers = [x for x in ctx.layer_order() if x in set(cells["layer_a"])]
         # pairs on the same task: predictions over the same classes and probe images
+        # pairs the run compared (a suite scores the pairs it names, not all of them)
+        compared = {(a, b) for a, b, _ in sims} | {(b, a) for a, b, _ in sims}
         pairs = [
             (i, j) for i, j in itertools.combinations(range(len(models)), 2)
-            if pred[models[i]].shape == pred[models[j]].shape
+            if (models[i], models[j]) in compared
+            and pred[models[i]].shape == pred[models[j]].shape
             and ctx.logits(models[i]).shape == ctx.logits(models[j]).shape
         ]  # fmt: skip
         rows = []  # (layer index, i, j, dis, disagreement, accuracy gap)
         for li, layer in enumerate(layers):
             for i, j in pairs:
-                s = sims.get((models[i], models[j], layer), np.nan)
                 a, b = models[i], models[j]
+                s = sims.get((a, b, layer), sims.get((b, a, layer), np.nan))
                 n = len(pred[a])
                 rows.append(
                     (li, i, j, -s, np.sum(pred[a] != pred[b]) / n, abs(hits[a] - hits[b]) / n)
@@ -261,15 +264,23 @@ def deletion_curve(
     metric: Any, sign: float, X: np.ndarray, y: np.ndarray, errors: list[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(dis(S), Δacc(S))`` over S = top-k and bottom-k principal components, k on
-    :func:`log_grid` (MATH.md "PC deletion")."""
+    :func:`log_grid` (MATH.md "PC deletion").
+
+    ``X_{−S}`` is passed in the coordinates of its remaining principal components
+    (``X_c V_keep``, n × (r − k)): an isometric embedding of ``X_c − X_c V_S V_Sᵀ`` (same
+    Gram matrix, same probe accuracy), chosen because the projected matrix itself has
+    exactly singular covariance, where CCA-type metrics are undefined (MATH.md is silent;
+    metrics invariant to orthogonal maps and zero columns give the same value either way).
+    """
     Xc = X - X.mean(axis=0)
     _, _, Vt = np.linalg.svd(Xc, full_matrices=False)
     base = probe_accuracy(Xc, y)
     dis, dacc = [], []
     r = Vt.shape[0]
+    comps = np.arange(r)
     for k in log_grid(X.shape[1]):
-        for S in (Vt[: min(k, r)], Vt[max(r - k, 0) :]):
-            Xs = Xc - (Xc @ S.T) @ S
+        for S in (comps[: min(k, r)], comps[max(r - k, 0) :]):
+            Xs = Xc @ Vt[np.setdiff1d(comps, S)].T
             dis.append(-sign * _call(metric, Xc, Xs, errors))
             dacc.append(base - probe_accuracy(Xs, y))
     return np.array(dis), np.array(dacc)

@@ -170,6 +170,7 @@ def upgrade(df: Any, meta: dict[str, Any] | None = None) -> Any:
     if version >= 3 or "features" in df.columns:
         return df
     metric = [split_label(m) for m in df["metric"].astype(str)]
+
     def objects(values: list[Any]) -> Any:  # strings and None kept (not NaN)
         return pd.Series(values, dtype=object, index=df.index)
 

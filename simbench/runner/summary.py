@@ -29,7 +29,11 @@ def leaderboard_boards(output_dir: str | os.PathLike) -> dict[str, Any]:
     df, meta = load_results(output_dir)
     path = Path(output_dir) / CHECKS_FILE
     checks = pd.read_csv(path) if path.is_file() else None
-    boards = build_leaderboard(df, meta, checks)
+    from simbench.runner.model_data import ModelData
+
+    # the same boards as leaderboard.md: with the run's per-model data (probe logits,
+    # activations) that the model-level tests read
+    boards = build_leaderboard(df, meta, checks, data=ModelData.open(output_dir))
     return {f"{name} board": wide for name, wide in boards.wide.items()}
 
 
