@@ -124,19 +124,23 @@ class OutputGrounding(GroundTruthTest):
         return UnitScores(self.unit, models, fn, {"features": features, "pairs": len(pairs)})
 
 
-class LayerMonotonicity(GroundTruthTest):
-    """Layer monotonicity (ReSi): within a network, nearer layers are more similar."""
-
-    name = "layer_monotonicity"
-    unit = "models"
-    boards = frozenset({"representations"})
-    needs = "per-layer activations of every model (per-model data), ≥ 3 layers"
+class _PerModelTest(GroundTruthTest):
+    """A test that computes the metric on each model's own activations (capped)."""
 
     def __init__(self, max_models: int | None = 8) -> None:
         """``max_models``: the first models (suite order) whose layers are units; they
         compute the metric on every layer (pair) of every model, so the cost grows with
         models × layers (None: all models)."""
         self.max_models = max_models
+
+
+class LayerMonotonicity(_PerModelTest):
+    """Layer monotonicity (ReSi): within a network, nearer layers are more similar."""
+
+    name = "layer_monotonicity"
+    unit = "models"
+    boards = frozenset({"representations"})
+    needs = "per-layer activations of every model (per-model data), ≥ 3 layers"
 
     def missing(self, ctx: TestContext) -> str | None:
         if ctx.activations is None:
@@ -218,19 +222,13 @@ def probe_accuracy(X: np.ndarray, y: np.ndarray, ridge: float = 1e-3) -> float:
     return float(np.mean(pred == yi[te]))
 
 
-class PCDeletion(GroundTruthTest):
+class PCDeletion(_PerModelTest):
     """PC deletion (Ding et al. 2021): dissimilarity tracks probe accuracy lost deleting PCs."""
 
     name = "pc_deletion"
     unit = "layers × models"
     boards = frozenset({"representations"})
     needs = "per-layer activations and probe labels of the models (per-model data)"
-
-    def __init__(self, max_models: int | None = 8) -> None:
-        """``max_models``: the first models (suite order) whose layers are units; they
-        compute the metric on every layer (pair) of every model, so the cost grows with
-        models × layers (None: all models)."""
-        self.max_models = max_models
 
     def missing(self, ctx: TestContext) -> str | None:
         if ctx.activations is None or ctx.labels is None:

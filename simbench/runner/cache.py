@@ -338,17 +338,7 @@ class Cache:
             self._warn(path, f"unreadable: {exc}")
             self.discard(stage, key)
             return None
-        own = str(arrays.pop(NPZ_KEY, ""))
-        if own != f"{stage}/{key}":
-            warnings.warn(
-                f"cache file {path}: it holds the arrays of {own or 'an unnamed entry'}, not "
-                f"{stage}/{key}; it is discarded and will be recomputed",
-                CacheKeyMismatchWarning,
-                stacklevel=2,
-            )
-            self.discard(stage, key)
-            return None
-        return arrays, meta or {}
+        return self._owned(path, stage, key, arrays, meta)
 
     def put_array_files(
         self,
@@ -405,13 +395,20 @@ class Cache:
             self._warn(path, f"unreadable: {exc}")
             self.discard(stage, key)
             return None
+        return self._owned(path, stage, key, arrays, meta)
+
+    def _owned(
+        self, path: Path, stage: str, key: str, arrays: dict[str, Any], meta: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """``(arrays, meta)`` when the file names the entry it was read for, else ``None``
+        (with a warning; the file is discarded and will be recomputed)."""
         own = str(arrays.pop(NPZ_KEY, ""))
         if own != f"{stage}/{key}":
             warnings.warn(
                 f"cache file {path}: it holds the arrays of {own or 'an unnamed entry'}, not "
                 f"{stage}/{key}; it is discarded and will be recomputed",
                 CacheKeyMismatchWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             self.discard(stage, key)
             return None
