@@ -12,21 +12,16 @@ from simbench.runner.driver import run_suite
 from simbench.runner.model_data import ModelData
 from simbench.suite import SuiteError, parse_suite
 
-from .test_runner import shared_models, write_suite
+from .test_runner import TINY_MODELS, shared_models, write_suite
 
-SUITE = """\
+SUITE = (
+    """\
 name: gt
 output: out
 seed: 0
-training: {epochs: 1, max_train_images: 256, batch_size: 64}
-models:
-  - id: vgg
-    architecture: {name: vgg, params: {width: 0.0625}}
-    dataset: embedded
-    seeds: [0, 1]
-  - id: rnd
-    architecture: {name: vgg, params: {width: 0.0625}}
-    dataset: {name: random_labels, params: {base: embedded, seed: 0}}
+"""
+    + TINY_MODELS
+    + """\
 probe: {images: 32, positions: 2, batch_size: 32}
 pairs:
   - {all: true}
@@ -36,6 +31,7 @@ metrics: [cka]
 tests: [output_grounding, layer_monotonicity, pc_deletion, label_randomization, layer_id]
 executor: {name: local, params: {workers: 1}}
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,26 +18,28 @@ import torch
 
 from simbench.runner.cache import Cache, CacheCorruptionWarning
 from simbench.runner.driver import run_suite
-from tests.test_runner import computed, copy_run, shared_models, without_timing, write_suite
+from tests.test_runner import (
+    TINY_MODELS,
+    computed,
+    copy_run,
+    shared_models,
+    without_timing,
+    write_suite,
+)
 
 #: the float32 forward's largest change of a score against the float64 forward on these
 #: models (measured: 4.5e-7 on cka, bures_cosine and procrustes_distance, pooled matrix
 #: cells included; README: Per-model extraction)
 FLOAT32_ATOL = 1e-5
 
-SUITE = """\
+SUITE = (
+    """\
 name: rep
 output: out
 seed: 0
-training: {epochs: 1, max_train_images: 256, batch_size: 64}
-models:
-  - id: vgg
-    architecture: {name: vgg, params: {width: 0.0625}}
-    dataset: embedded
-    seeds: [0, 1]
-  - id: rnd
-    architecture: {name: vgg, params: {width: 0.0625}}
-    dataset: {name: random_labels, params: {base: embedded, seed: 0}}
+"""
+    + TINY_MODELS
+    + """\
 probe: {images: 64, batch_size: 24, DTYPE}
 pairs:
   - {all: true}
@@ -46,6 +48,7 @@ metrics: [cka, bures_cosine, procrustes_distance]
 layer_matrix: true
 executor: {name: local, params: {workers: 1}}
 """
+)
 N_MODELS, N_PAIRS = 3, 3
 
 

@@ -31,10 +31,8 @@ from simbench.runner.driver import run_suite
 from simbench.runner.results import COLUMNS, KEY_COLUMNS
 from simbench.suite import load_suite
 
-TINY = """\
-name: tiny
-output: out
-seed: 0
+#: the tiny suite's models (shared with the other runner-level test modules)
+TINY_MODELS = """\
 training: {epochs: 1, max_train_images: 256, batch_size: 64}
 models:
   - id: vgg
@@ -44,6 +42,15 @@ models:
   - id: rnd
     architecture: {name: vgg, params: {width: 0.0625}}
     dataset: {name: random_labels, params: {base: embedded, seed: 0}}
+"""
+TINY = (
+    """\
+name: tiny
+output: out
+seed: 0
+"""
+    + TINY_MODELS
+    + """\
 probe: {images: 64, batch_size: 32}
 pairs:
   - {all: true}
@@ -51,6 +58,7 @@ alignments: [identity, procrustes]
 metrics: [cka, bures_cosine, procrustes_distance]
 executor: {name: local, params: {workers: 1}}
 """
+)
 PAIRS = [("vgg@0", "vgg@1"), ("vgg@0", "rnd@0"), ("vgg@1", "rnd@0")]
 LAYERS = ["conv1", "conv2", "conv3", "conv4", "conv5", "conv6", "conv7", "conv8", "fc"]
 #: output channels of each layer of the width-1/16 VGG-11
