@@ -42,6 +42,7 @@ mean, ``Xc_i``:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -175,6 +176,50 @@ def _upper_triangle_corr(
     return float(np.clip(cov / np.sqrt(var_a * var_b), -1.0, 1.0))
 
 
+@dataclass(frozen=True)
+class SplitFit:
+    """One SRM fitted on the training rows of N paired representations (:func:`fit_split_srm`)."""
+
+    arrays: list[np.ndarray]
+    dims: list[int]
+    train: np.ndarray
+    test: np.ndarray
+    k: int
+    means: Any  # the training means of each representation
+    total_train: float
+    sol: Any
+
+
+def fit_split_srm(
+    Xs: Sequence[ArrayLike],
+    names: Sequence[str],
+    k: int | None,
+    test_fraction: float,
+    seed: int,
+    max_iter: int,
+    tol: float,
+) -> SplitFit:
+    """Validate N paired representations, split their rows into train/held-out
+    (:func:`split_indices`) and fit one SRM on the training rows (shared by the ``srm``
+    metric's fit quality and :func:`simbench.metrics.srm_joint.srm_joint`).
+
+    ``k`` defaults to at most the rank the centred training data can have, so that every
+    W_i lies in its network's training row space (identified) when n_train <= d_i.
+    """
+    arrays = [as_matrix(X, name, min_rows=MIN_SAMPLES) for X, name in zip(Xs, names, strict=True)]
+    for X, name in zip(arrays[1:], names[1:], strict=True):
+        check_paired(arrays[0], X, (names[0], name))
+    dims = [X.shape[1] for X in arrays]
+    train, test = split_indices(arrays[0].shape[0], test_fraction, seed)
+    k = resolve_k(k, dims) if k is not None else min(min(dims), train.size - 1)
+    C, means = CrossProduct.of([X[train] for X in arrays], center=True)
+    total_train = C.block_trace()
+    if total_train <= 0.0:
+        raise ValueError("every representation is constant on the training samples")
+    sol = solve_srm(C, dims, k, max_iter=max_iter, tol=tol, init="pca")
+    return SplitFit(arrays, dims, train, test, k, means, total_train, sol)
+
+
 def srm_fit_quality(
     Xs: Sequence[ArrayLike],
     k: int | None = None,
@@ -198,21 +243,11 @@ def srm_fit_quality(
         raise ValueError("srm_fit_quality needs a list of N >= 2 representations [X_1, ...]")
     if rsm not in ("cosine", "correlation"):
         raise ValueError(f"rsm must be 'cosine' or 'correlation'; got {rsm!r}")
-    arrays = [as_matrix(X, f"Xs[{i}]", min_rows=MIN_SAMPLES) for i, X in enumerate(Xs)]
-    for i, X in enumerate(arrays[1:], start=1):
-        check_paired(arrays[0], X, ("Xs[0]", f"Xs[{i}]"))
-    dims = [X.shape[1] for X in arrays]
-    N = len(arrays)
-    train, test = split_indices(arrays[0].shape[0], test_fraction, seed)
-    # default k: at most the rank the centred training data can have, so that every W_i
-    # lies in its network's training row space (identified) when n_train <= d_i
-    k = resolve_k(k, dims) if k is not None else min(min(dims), train.size - 1)
-
-    C, _ = CrossProduct.of([X[train] for X in arrays], center=True)
-    total_train = C.block_trace()
-    if total_train <= 0.0:
-        raise ValueError("every representation is constant on the training samples")
-    sol = solve_srm(C, dims, k, max_iter=max_iter, tol=tol, init="pca")
+    fit = fit_split_srm(
+        Xs, [f"Xs[{i}]" for i in range(len(Xs))], k, test_fraction, seed, max_iter, tol
+    )
+    arrays, dims, train, test, sol = fit.arrays, fit.dims, fit.train, fit.test, fit.sol
+    N, k, total_train = len(arrays), fit.k, fit.total_train
 
     Xt = [X[test] - X[test].mean(axis=0) for X in arrays]
     total_test = sum(_sq(X) for X in Xt)

@@ -41,9 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from simbench.alignments.srm import CrossProduct, resolve_k, solve_srm
-from simbench.metrics.srm import MIN_SAMPLES, split_indices
-from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
+from simbench.metrics.srm import fit_split_srm
+from simbench.numerics.arrays import ArrayLike, as_matrix
 
 __all__ = ["SRMJoint", "srm_joint"]
 
@@ -116,22 +115,12 @@ def srm_joint(
     models = [str(m) for m in reps]
     if len(set(models)) != len(models):
         raise ValueError(f"model names must be distinct as strings; got {models}")
-    arrays = [
-        as_matrix(X, f"reps[{m!r}]", min_rows=MIN_SAMPLES)
-        for m, X in zip(models, reps.values(), strict=True)
-    ]
-    for m, X in zip(models[1:], arrays[1:], strict=True):
-        check_paired(arrays[0], X, (f"reps[{models[0]!r}]", f"reps[{m!r}]"))
-    dims = [X.shape[1] for X in arrays]
-    N = len(arrays)
-    train, test = split_indices(arrays[0].shape[0], test_fraction, seed)
-    k = resolve_k(k, dims) if k is not None else min(min(dims), train.size - 1)
-
-    C, means = CrossProduct.of([X[train] for X in arrays], center=True)
-    total_train = C.block_trace()
-    if total_train <= 0.0:
-        raise ValueError("every representation is constant on the training images")
-    sol = solve_srm(C, dims, k, max_iter=max_iter, tol=tol, init="pca")
+    fit = fit_split_srm(
+        list(reps.values()), [f"reps[{m!r}]" for m in models], k, test_fraction, seed,
+        max_iter, tol,
+    )  # fmt: skip
+    arrays, train, test, means, sol = fit.arrays, fit.train, fit.test, fit.means, fit.sol
+    N, k, total_train = len(arrays), fit.k, fit.total_train
 
     Xt = [X[test] - X[test].mean(axis=0) for X in arrays]
     norms = [_sq(X) for X in Xt]
