@@ -125,7 +125,10 @@ class OutputGrounding(GroundTruthTest):
 
 
 class _PerModelTest(GroundTruthTest):
-    """A test that computes the metric on each model's own activations (capped)."""
+    """A test that computes the metric on each model's own activations (capped); it
+    applies to representation metrics only."""
+
+    boards = frozenset({"representations"})
 
     def __init__(self, max_models: int | None = 8) -> None:
         """``max_models``: the first models (suite order) whose layers are units; they
@@ -139,7 +142,6 @@ class LayerMonotonicity(_PerModelTest):
 
     name = "layer_monotonicity"
     unit = "models"
-    boards = frozenset({"representations"})
     needs = "per-layer activations of every model (per-model data), ≥ 3 layers"
 
     def missing(self, ctx: TestContext) -> str | None:
@@ -227,7 +229,6 @@ class PCDeletion(_PerModelTest):
 
     name = "pc_deletion"
     unit = "layers × models"
-    boards = frozenset({"representations"})
     needs = "per-layer activations and probe labels of the models (per-model data)"
 
     def missing(self, ctx: TestContext) -> str | None:
