@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,10 +61,22 @@ def image_batches(
 
 
 class LayerTaps(contextlib.AbstractContextManager):
-    """Forward hooks recording the input or output representation of each layer."""
+    """Forward hooks recording the input or output representation of each layer.
 
-    def __init__(self, model: nn.Module, layers: Sequence[LayerSpec], where: Where = "input"):
+    ``on_value(name, tensor)``: called from the hook instead of recording the tensor in
+    ``values``, so that the forward pass frees it as a plain forward does (holding every
+    layer's output until the pass ends costs fresh memory, ~15% of a small CNN's CPU
+    forward time)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layers: Sequence[LayerSpec],
+        where: Where = "input",
+        on_value: Callable[[str, torch.Tensor], None] | None = None,
+    ):
         self.model, self.layers, self.where = model, list(layers), where
+        self.on_value = on_value
         self.values: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
@@ -79,15 +91,21 @@ class LayerTaps(contextlib.AbstractContextManager):
             self._handles.append(hook)
         return self
 
+    def _take(self, name: str, value: torch.Tensor) -> None:
+        if self.on_value is None:
+            self.values[name] = value.detach()
+        else:
+            self.on_value(name, value.detach())
+
     def _pre(self, name: str):
         def hook(_module, args):
-            self.values[name] = args[0].detach()
+            self._take(name, args[0])
 
         return hook
 
     def _post(self, name: str):
         def hook(_module, _args, output):
-            self.values[name] = output.detach()
+            self._take(name, output)
 
         return hook
 

@@ -18,6 +18,7 @@ import torch
 
 from simbench.runner.cache import Cache, CacheCorruptionWarning
 from simbench.runner.driver import run_suite
+from simbench.runner.pair_stats import read_extract
 from tests.test_runner import (
     TINY_MODELS,
     computed,
@@ -161,6 +162,59 @@ def test_paired_positions_are_shared_between_models(f32):
     np.testing.assert_array_equal(a.samples("conv1", "input"), b.samples("conv1", "input"))
 
 
+def test_each_models_side_terms_are_computed_once_and_pair_files_hold_cross_terms(f32):
+    """Many-model scoring: a model's per-block side moments and weights are one side entry
+    per (model, layer), read by each of its pairs; a pair file holds its cross terms."""
+    plan = f32.summary.plan
+    cache = plan.cache
+    wanted = {(m.represent_key, n) for p in plan.pairs for n in p.layers for m in (p.a, p.b)}
+    assert len(list((cache.root / "side").rglob("*.npz"))) == len(wanted) == N_MODELS * 9
+    for pair in plan.pairs:
+        for key in pair.extract.values():
+            raw, meta = cache.get_arrays("extract", key)
+            assert meta["stores"] == [pair.a.represent_key, pair.b.represent_key]
+            assert sorted(raw) == sorted(
+                [f"{p}_{k}" for p in ("in", "out") for k in ("sxy", "meta")]
+                + ["out_null_sxy", "uncertainty"]
+            )
+            side_a = cache.get_arrays("side", meta["sides"][0], [pair.a.represent_key])[0]
+            np.testing.assert_array_equal(side_a["w"], read_extract(cache, key)[0]["w_a"])
+
+
+def test_a_lost_side_entry_is_recomputed_when_a_score_needs_it(f32, tmp_path):
+    """A pair file whose side entry is gone is incomplete: a run needing it recomputes the
+    side and that pair file; the pair's scores come back the same."""
+    path = copy_run(f32.folder, tmp_path / "side")
+    plan = f32.summary.plan
+    cache = Cache(tmp_path / "side" / "out" / "cache")
+    key = plan.pairs[0].extract["conv2"]
+    side = cache.get_arrays("extract", key)[1]["sides"][0]
+    cache.discard("side", side)
+    assert read_extract(cache, key) is None
+    cells = [c for c in plan.cells if c.score.extract_key == key]
+    for c in cells:
+        cache.discard("score", c.score.key)
+    run = run_suite(path, echo=None, report=False)
+    assert computed(run) == {"train": 0, "extract": 1, "align": 0, "score": len(cells)}
+    assert cache.has_arrays("side", side)
+    pd.testing.assert_frame_equal(without_timing(run.results), without_timing(f32.summary.results))
+
+
+def test_input_moments_only_for_weight_metrics(f32):
+    """The layers' input moments serve the alignments of weight metrics: a suite of
+    representation metrics alone accumulates the outputs only."""
+    from simbench.runner.graph import build_plan
+    from simbench.suite import load_suite
+
+    assert f32.summary.plan.options.sites == ("input", "output")
+    text = f32.suite.read_text().replace("metrics: [cka, bures_cosine, procrustes_distance]",
+                                         "metrics: [cka]")  # fmt: skip
+    f32.suite.with_name("rep_only.yaml").write_text(text)
+    plan = build_plan(load_suite(f32.suite.with_name("rep_only.yaml")))
+    assert plan.options.sites == ("output",)
+    assert plan.options.key_dict()["sites"] == ["output"]
+
+
 # ----------------------------------------------------------------------------- values
 
 
@@ -191,7 +245,7 @@ def test_float64_forward_gives_the_pairwise_float64_statistics(f64):
         seed=0,
     )
     for layer, key in pair.extract.items():
-        arrays, _ = plan.cache.get_arrays("extract", key)
+        arrays, _ = read_extract(plan.cache, key)
         for site, prefix in (("input", "in"), ("output", "out")):
             got, want = moments_from_arrays(prefix, arrays), ref[site][layer]
             assert got.n == want.n

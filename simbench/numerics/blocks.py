@@ -111,6 +111,41 @@ class _NullCross:
         self.n = n
 
 
+def block_slices(edges: np.ndarray, start: int, end: int, per: int) -> Iterator[tuple[int, slice]]:
+    """``(block, rows)`` of a batch holding images ``start .. end`` (``per`` rows each):
+    the rows of the batch that fall in each block, in block order."""
+    for b in range(len(edges) - 1):
+        lo, hi = max(int(edges[b]), start), min(int(edges[b + 1]), end)
+        if lo < hi:
+            yield b, slice((lo - start) * per, (hi - start) * per)
+
+
+def update_nulls(
+    nulls: list[_NullCross],
+    X: np.ndarray,
+    Y: np.ndarray,
+    u: int,
+    per: int,
+    seed: int,
+    batch_index: int,
+    shifts: tuple[np.ndarray, np.ndarray] | None = None,
+) -> None:
+    """Add one batch of ``u`` images to the derangement cross-moments ``nulls``
+    (``shifts``: the fourth-order sums' fixed points of X and Y, or ``None``)."""
+    mx, my = X.mean(axis=0), Y.mean(axis=0)
+    Xc, Yc = X - mx, Y - my
+    if shifts is not None:
+        Xs, Ys = X - shifts[0], Y - shifts[1]
+        a, b = np.einsum("ij,ij->i", Xs, Xs), np.einsum("ij,ij->i", Ys, Ys)
+    for r, acc in enumerate(nulls):
+        idx = rows_of(batch_derangement(u, seed, r, batch_index), per)
+        acc.add(X.shape[0], mx, my, Xc[idx].T @ Yc)
+        if shifts is not None:
+            ap = a[idx]
+            for k, v in (("ab", ap @ b), ("pxy", Xs[idx].T @ b), ("pyx", Ys.T @ ap)):
+                acc.h[k] = acc.h.get(k, 0.0) + v
+
+
 class BlockMoments:
     """Paired moments of ``B`` contiguous blocks of probe images plus ``R`` null pairings.
 
@@ -172,31 +207,15 @@ class BlockMoments:
             sx, sy = Xa.mean(axis=0), Ya.mean(axis=0)
             for m in self.blocks:
                 m._shift_x, m._shift_y = sx, sy
-        for b in range(self.n_blocks):
-            lo, hi = max(self.edges[b], start), min(self.edges[b + 1], end)
-            if lo < hi:
-                sl = slice((lo - start) * per, (hi - start) * per)
-                self.blocks[b].update(Xa[sl], Ya[sl], validated=True)
+        for b, sl in block_slices(self.edges, start, end, per):
+            self.blocks[b].update(Xa[sl], Ya[sl], validated=True)
         if self.nulls:
-            self._update_nulls(Xa, Ya, u, per)
+            shifts = (self.blocks[0]._shift_x, self.blocks[0]._shift_y) if self.fourth else None
+            update_nulls(self.nulls, Xa, Ya, u, per, self.seed, self._batches, shifts)
         self._total = None
         self._seen = end
         self._batches += 1
         return self
-
-    def _update_nulls(self, X: np.ndarray, Y: np.ndarray, u: int, per: int) -> None:
-        mx, my = X.mean(axis=0), Y.mean(axis=0)
-        Xc, Yc = X - mx, Y - my
-        if self.fourth:
-            Xs, Ys = X - self.blocks[0]._shift_x, Y - self.blocks[0]._shift_y
-            a, b = np.einsum("ij,ij->i", Xs, Xs), np.einsum("ij,ij->i", Ys, Ys)
-        for r, acc in enumerate(self.nulls):
-            idx = rows_of(batch_derangement(u, self.seed, r, self._batches), per)
-            acc.add(X.shape[0], mx, my, Xc[idx].T @ Yc)
-            if self.fourth:
-                ap = a[idx]
-                for k, v in (("ab", ap @ b), ("pxy", Xs[idx].T @ b), ("pyx", Ys.T @ ap)):
-                    acc.h[k] = acc.h.get(k, 0.0) + v
 
     @classmethod
     def from_data(

@@ -323,6 +323,19 @@ class Cache:
         deletes a corrupt or misplaced one."""
         return self._array_status(stage, key, verify, repair, inputs)[0]
 
+    def array_meta(
+        self,
+        stage: str,
+        key: str,
+        verify: bool = True,
+        repair: bool = True,
+        inputs: Sequence[str] | None = None,
+    ) -> dict | None:
+        """The sidecar ``meta`` of a complete array file (as :meth:`has_arrays` checks
+        it), or ``None``."""
+        ok, meta = self._array_status(stage, key, verify, repair, inputs)
+        return (meta or {}) if ok else None
+
     def get_arrays(
         self, stage: str, key: str, inputs: Sequence[str] | None = None
     ) -> tuple[dict[str, np.ndarray], dict] | None:

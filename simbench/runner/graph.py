@@ -37,6 +37,7 @@ from typing import Any
 from simbench.errors import SimbenchError
 from simbench.io import sha256_file
 from simbench.runner.cache import Cache, make_key
+from simbench.runner.pair_stats import extract_complete
 from simbench.runner.represent import RepresentJob, StoreOptions
 from simbench.runner.stages import (
     STAGES,
@@ -324,6 +325,7 @@ class Plan:
             assert self.checks is not None
             check_models = {self.checks.model_a.ref, self.checks.model_b.ref}
         extract_pairs: list[PairNode] = []
+        seen: dict[str, bool] = {}  # side entries and stores checked (shared by pairs)
         for pair in self.pairs:
             keys = [*pair.extract.items()]
             if pair.pooled_key:
@@ -334,10 +336,7 @@ class Plan:
                 (layer, k)
                 for layer, k in keys
                 if k in needed_extract
-                and (
-                    f <= 1
-                    or not cache.has_arrays("extract", k, verify, repair=verify, inputs=inputs)
-                )
+                and (f <= 1 or not extract_complete(cache, k, verify, verify, inputs, seen))
             ]
             if not todo:
                 continue
@@ -627,14 +626,21 @@ def build_plan(suite: Any, *, persist: bool = True) -> Plan:
     }
     if probe.images is not None:  # the images drawn changed from uniform to per class
         probe_dict["sampling"] = PROBE_SAMPLING
+    # the layers' input moments serve the alignments of weight metrics alone
+    needs_inputs = any(m.consumes is not Consumes.REPRESENTATIONS for m in metrics)
     options = ExtractOptions(
-        fourth=needs_fourth, activations=needs_acts, maps=needs_maps, forward=p.dtype
+        fourth=needs_fourth,
+        activations=needs_acts,
+        maps=needs_maps,
+        forward=p.dtype,
+        inputs=needs_inputs,
     )
     flat = suite.layer_features == "flat"
     store_options = StoreOptions(
         # pooled outputs always: the layer matrix reads them, and the ground-truth tests
         # (pc_deletion, layer_monotonicity; simbench.runner.model_data_job) too
         p.dtype, pooled=True, flat=suite.layer_matrix and flat, maps=needs_maps,
+        inputs=needs_inputs,
     )  # fmt: skip
     for m in models.values():  # one store per model (its selected layers)
         m.represent_key = make_key(

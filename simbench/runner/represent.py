@@ -17,7 +17,8 @@ for every selected layer ``L`` of the model:
 - ``pool/L`` (global-average-pooled outputs ``(n, C)``) or ``flat/L`` (``(n, C·H·W)``)
   when the suite has a layer matrix, ``map/L`` (whole ``(n, C, H, W)`` outputs) when a
   suite metric takes 4-D maps;
-- ``w/L``: the weight (float64, in its ``LayerSpec.weight_shape`` view); ``init_var``:
+- ``w/L``: the weight (in the checkpoint's dtype, float32 or float64, read back as
+  float64; in its ``LayerSpec.weight_shape`` view); ``init_var``:
   the layers' init variances (in :attr:`ModelStore.layers` order);
 - ``logits`` ``(n, K)`` and ``labels`` ``(n,)``: the model's outputs on the probe images
   and their labels (for test plugins).
@@ -27,10 +28,17 @@ the forward pass running in float32 (TF32/bf16 are not used) while every statist
 the pair stage is accumulated in float64 from the float32 values; ``float64`` runs the
 forward pass in float64 and gives the values of the earlier pair-wise extraction
 exactly (the same samples reach the same float64 accumulators in the same order).
-Pooled features are averaged in float64 before they are stored.
+Pooled features are averaged in the forward dtype (a float32 mean of ``H·W ≤ 1024``
+values is within a few ulps of the float64 one; the layer-matrix scores move by less
+than the float32 forward's own tolerance, README: Per-model extraction).
 
-Memory bound: the job holds the model, one batch of activations of every selected
-layer (``batch_size × Σ_L (C_in·H_in·W_in + C_out·H_out·W_out)`` values) and at most
+Without ``StoreOptions.inputs`` (a suite without weight metrics, whose alignments alone
+read the layers' inputs) the store holds no ``in/L``, ``shape_in/L``: the input taps
+are not even installed.
+
+Memory bound: the job holds the model, what a plain forward pass of one batch holds
+(each tapped input or output is sampled, pooled and written from its hook, then freed
+by the pass as usual; at most one batch of one layer's ``C·H·W`` values on top) and at most
 :data:`MEMORY_BUDGET` (256 MiB) of stored arrays; arrays beyond it are written batch by
 batch into memory-mapped ``.npy`` parts (``numpy.lib.format.open_memmap``, pages the
 kernel can drop) and streamed into the cache entry, so resident memory does not grow
@@ -51,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from simbench.runner.cache import Cache
+from simbench.runner.read_memo import ReadMemo
 
 __all__ = [
     "REPRESENT_FORMAT",
@@ -64,8 +73,9 @@ __all__ = [
 #: bytes of a store held in memory while it is written; larger stores are written to
 #: memory-mapped ``.npy`` parts (then copied into the cache entry) beyond it
 MEMORY_BUDGET = 256 << 20
-#: bump when the layout of a store changes (part of the represent keys)
-REPRESENT_FORMAT = 1
+#: bump when the layout of a store changes (part of the represent keys); 2: pooled
+#: features averaged in the forward dtype, weights in the checkpoint's dtype
+REPRESENT_FORMAT = 2
 DTYPES = ("float32", "float64")
 
 
@@ -77,6 +87,7 @@ class StoreOptions:
     pooled: bool = False  # pool/L: global-average-pooled outputs (layer matrix)
     flat: bool = False  # flat/L: flattened outputs (layer matrix, layer_features: flat)
     maps: bool = False  # map/L: whole output maps (4-D metrics)
+    inputs: bool = True  # in/L: the layers' input samples (alignments of weight metrics)
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES:
@@ -89,6 +100,7 @@ class StoreOptions:
             "pooled": self.pooled,
             "flat": self.flat,
             "maps": self.maps,
+            **({} if self.inputs else {"inputs": False}),  # earlier stores keep their keys
         }
 
 
@@ -184,46 +196,59 @@ def _represent(job: RepresentJob, cache: Cache) -> dict[str, Any]:
     device = resolve_device(job.device)
     net, arch, meta = load_model(job.model.path, device=device)
     job.model.check(meta)
-    net = net.to(dtype).eval()
     specs = {s.name: s for s in arch.layers(net)}
     missing = [n for n in job.layers if n not in specs]
     if missing:
         raise ValueError(f"layer(s) {missing} are not in {job.model.ref}")
     layers = [specs[n] for n in job.layers]
+    # the weights as the checkpoint holds them (before the forward dtype's cast; float16
+    # and bfloat16 widened to float32, exactly), read back as float64
+    weights = {f"w/{s.name}": _native(s.weight(net)) for s in layers}
+    net = net.to(dtype).eval()
+    layers = [{s.name: s for s in arch.layers(net)}[n] for n in job.layers]
     images, labels = probe_data(probe)
     n = len(images)
     writer = _Writer(cache, job.key, n)
     shapes: dict[str, np.ndarray] = {}
+    at = {"batch": 0, "start": 0, "images": 0}  # the batch the hooks are seeing
+
+    def take(site: str) -> Any:
+        """The hook's work on one layer's input or output, done at once (the tensor is
+        then freed by the forward pass as a plain forward frees it)."""
+
+        def on_value(name: str, y: Any) -> None:
+            shapes[f"shape_{site}/{name}"] = np.array(y.shape[1:], dtype=np.int64)
+            s = channel_samples(y, probe.positions, probe.seed, at["batch"])
+            writer.write(f"{site}/{name}", _host(s), at["images"], at["start"])
+            if site == "in":
+                return
+            if opts.flat:
+                writer.write(f"flat/{name}", _host(y.reshape(len(y), -1)), len(y), at["start"])
+            if opts.pooled:  # averaged in the forward dtype
+                f = y.mean(dim=(2, 3)) if y.ndim == 4 else y
+                writer.write(f"pool/{name}", _host(f), len(y), at["start"])
+            if opts.maps:
+                writer.write(f"map/{name}", _host(y), len(y), at["start"])
+
+        return on_value
+
     try:
         with (
             torch.no_grad(),
-            LayerTaps(net, layers, "input") as taps_in,
-            LayerTaps(net, layers, "output") as taps_out,
+            LayerTaps(net, layers if opts.inputs else [], "input", on_value=take("in")),
+            LayerTaps(net, layers, "output", on_value=take("out")),
         ):
             batches = _batches(images, meta["normalization"], probe.batch_size, device)
             for i, ((start, stop), x) in enumerate(batches):
+                at.update(batch=i, start=start, images=stop - start)
                 logits = net(x.to(dtype))
                 if isinstance(logits, torch.Tensor) and logits.ndim == 2:
                     writer.write("logits", _host(logits.float()), stop - start, start)
-                for name in job.layers:
-                    for site, taps in (("in", taps_in), ("out", taps_out)):
-                        y = taps.values[name]
-                        shapes[f"shape_{site}/{name}"] = np.array(y.shape[1:], dtype=np.int64)
-                        s = channel_samples(y, probe.positions, probe.seed, i)
-                        writer.write(f"{site}/{name}", _host(s), stop - start, start)
-                    y = taps_out.values[name]
-                    if opts.flat:
-                        writer.write(f"flat/{name}", _host(y.reshape(len(y), -1)), len(y), start)
-                    if opts.pooled:
-                        f = y.mean(dim=(2, 3), dtype=torch.float64) if y.ndim == 4 else y
-                        writer.write(f"pool/{name}", _host(f.to(dtype)), len(y), start)
-                    if opts.maps:
-                        writer.write(f"map/{name}", _host(y), len(y), start)
         small: dict[str, np.ndarray] = {
             **shapes,
             "labels": np.asarray(labels),
             "init_var": np.array([s.init_variance for s in layers], dtype=np.float64),
-            **{f"w/{s.name}": s.weight(net).double().cpu().numpy() for s in layers},
+            **weights,
         }
         side = {
             "model": job.model.ref,
@@ -236,6 +261,16 @@ def _represent(job: RepresentJob, cache: Cache) -> dict[str, Any]:
     finally:
         writer.cleanup()
     return {"written": 1, "reused": 0, "seconds": time.perf_counter() - t0}
+
+
+def _native(t: Any) -> np.ndarray:
+    """A weight tensor as numpy in its own dtype (float32 or float64; others widened)."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return t.numpy().copy()
 
 
 def _host(t: Any) -> np.ndarray:
@@ -256,6 +291,10 @@ def _batches(
         yield bounds, resize_center_crop(x, size, crop)
 
 
+#: stores kept open (memory-mapped) per process for a model's other pairs
+_opened = ReadMemo(1 << 62, 64, lambda got: 0)
+
+
 class ModelStore:
     """One model's representations of the probe set (see the module docstring), every
     array memory-mapped from its cache entry."""
@@ -274,7 +313,14 @@ class ModelStore:
     ) -> ModelStore:
         """The store ``key`` of ``cache`` (SHA-256 verified unless ``verify=False``);
         ``FileNotFoundError`` if it is missing or corrupt."""
-        got = cache.open_arrays("represent", key, inputs=inputs, verify=verify)
+        got = _opened.get(
+            cache,
+            "represent",
+            key,
+            lambda: cache.open_arrays("represent", key, inputs=inputs, verify=verify),
+            verified=verify,
+            tag=repr(inputs),
+        )
         if got is None:
             raise FileNotFoundError(f"model store {key} is missing or corrupt")
         return cls(*got)
@@ -323,8 +369,9 @@ class ModelStore:
         return self._get(f"map/{self._layer(layer)}", f"output maps of {layer}")
 
     def weight(self, layer: str) -> np.ndarray:
-        """The layer's weight, float64, in its ``LayerSpec.weight_shape`` view."""
-        return np.asarray(self._get(f"w/{self._layer(layer)}", "weights"))
+        """The layer's weight, float64, in its ``LayerSpec.weight_shape`` view (stored in
+        the checkpoint's own dtype: the conversion is exact)."""
+        return np.asarray(self._get(f"w/{self._layer(layer)}", "weights"), dtype=np.float64)
 
     def init_var(self, layer: str) -> float:
         """The layer's init variance σ² (MATH.md: weight covariance)."""

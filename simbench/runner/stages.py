@@ -11,15 +11,18 @@ every cell depending on it as failed for this run (not cached: the next run retr
 
 Stored formats (all float64):
 
-- extract, one file per (pair, layer): ``in_*`` and ``out_*`` :class:`Moments` fields of
-  the layer's input and output representations, their per-block moments ``in_blk_*``,
-  ``out_blk_*`` and the output's derangement cross-moments ``out_null_*``
-  (:meth:`BlockMoments.to_arrays`), ``uncertainty`` ``[blocks, null pairings, seed,
-  batch size]``, ``w_a``/``w_b`` the two weights in their
-  ``LayerSpec.weight_shape`` view, ``init_var`` ``[σ²_a, σ²_b]``; optionally ``act_a``/
-  ``act_b`` (channel samples, for non-streaming metrics) and ``map_a``/``map_b`` (whole
-  ``(B, C, H, W)`` maps, for 4-D metrics); one more file per pair with the global-average-
-  pooled outputs ``a/<layer>``, ``b/<layer>`` of every selected layer (``layer_matrix``);
+- extract, one entry per (pair, layer), read through
+  :func:`simbench.runner.pair_stats.read_extract` (the pair file holds the pair's cross
+  terms, each model's side terms are ``side`` entries shared by its pairs): ``in_*`` and
+  ``out_*`` :class:`Moments` fields of the layer's input (when a weight metric needs it)
+  and output representations, their per-block moments ``in_blk_*``, ``out_blk_*`` and
+  the output's derangement cross-moments ``out_null_*`` (:meth:`BlockMoments.to_arrays`),
+  ``uncertainty`` ``[blocks, null pairings, seed, batch size]``, ``w_a``/``w_b`` the two
+  weights in their ``LayerSpec.weight_shape`` view, ``init_var`` ``[σ²_a, σ²_b]``;
+  optionally ``act_a``/``act_b`` (channel samples, for non-streaming metrics) and
+  ``map_a``/``map_b`` (whole ``(B, C, H, W)`` maps, for 4-D metrics), read from the
+  model stores; one more file per pair with the global-average-pooled outputs
+  ``a/<layer>``, ``b/<layer>`` of every selected layer (``layer_matrix``);
 - align: ``T`` (``.npz``) or a JSON error record;
 - score: a JSON record ``{value, stderr, ci_low, ci_high, null_mean, null_sd, z, error,
   wall_time_s, details}`` (:mod:`simbench.uncertainty`: jackknife over the extract
@@ -45,8 +48,9 @@ import numpy as np
 from simbench.runner.cache import Cache
 
 #: bump when the layout of an extract file changes (part of the extract keys);
-#: 2: per-block moments ``<site>_blk_*`` and null cross-moments ``out_null_*``
-EXTRACT_FORMAT = 2
+#: 2: per-block moments ``<site>_blk_*`` and null cross-moments ``out_null_*``;
+#: 3: a pair file holds the cross terms only, each model's side terms are side entries
+EXTRACT_FORMAT = 3
 #: stage names, in dependency order
 STAGES = ("train", "extract", "align", "score")
 
@@ -243,6 +247,11 @@ class ExtractOptions:
     activations: bool = False  # channel-sample output activations (non-streaming metrics)
     maps: bool = False  # whole (B, C, H, W) output maps (4-D metrics)
     forward: str = "float32"  # dtype of the forward pass (float64 sums either way)
+    inputs: bool = True  # the layers' input moments too (alignments of weight metrics)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return ("input", "output") if self.inputs else ("output",)
 
     def key_dict(self) -> dict[str, Any]:
         # a float64 forward keeps the keys (and values) of the pair-wise extraction before
@@ -250,7 +259,7 @@ class ExtractOptions:
         forward = {} if self.forward == "float64" else {"forward": self.forward}
         return {
             "format": EXTRACT_FORMAT,
-            "sites": ["input", "output"],
+            "sites": list(self.sites),
             "fourth": self.fourth,
             "activations": self.activations,
             "maps": self.maps,
@@ -310,11 +319,13 @@ def _host(t: Any) -> Any:
 def run_extract(job: ExtractJob) -> dict[str, Any]:
     """Stream the probe set through both models; write the requested files (those that
     no concurrent run wrote while this one waited for their locks)."""
+    from simbench.runner.pair_stats import extract_complete
+
     cache = Cache(job.cache_root)
     keys = [k for _, k in job.layers] + ([job.pooled_key] if job.pooled_key else [])
     with cache.lock("extract", keys):  # concurrent runs: one computes, the other reads
         inputs = extract_inputs(job.model_a, job.model_b)
-        done = {k for k in keys if cache.has_arrays("extract", k, False, False, inputs)}
+        done = {k for k in keys if extract_complete(cache, k, False, False, inputs)}
         todo = replace(
             job,
             layers=tuple((n, k) for n, k in job.layers if k not in done),
@@ -325,12 +336,12 @@ def run_extract(job: ExtractJob) -> dict[str, Any]:
 
 
 def _extract(job: ExtractJob) -> dict[str, Any]:
-    """Paired statistics from the two models' stores: per-block float64 moments of the
-    same images' samples (:meth:`ModelStore.batches`, in the forward pass's batches, so
-    that the block and null sums are those of the pair-wise extraction) and the
-    layer-matrix features."""
+    """The pair's cross terms from the two models' stores (:mod:`simbench.runner.
+    pair_stats`; each model's side terms are computed once, by the first pair needing
+    them) and the layer-matrix features, every statistic accumulated in float64 over
+    the forward pass's batches (:meth:`ModelStore.batches`)."""
     from simbench.extract import require_same_grid
-    from simbench.numerics.blocks import BlockMoments
+    from simbench.runner.pair_stats import cross_arrays, side_entry
     from simbench.runner.represent import ModelStore
 
     _set_threads(job.threads)
@@ -347,41 +358,32 @@ def _extract(job: ExtractJob) -> dict[str, Any]:
             raise ValueError(f"layer(s) {missing} are not in {model.ref}")
     if sa.images != sb.images or sa.batch_size != sb.batch_size:
         raise ValueError("the two model stores were made from different probe sets")
-    n_images, opts = sa.images, job.options
-    blocks = min(job.probe.blocks, n_images)
+    n_images, opts, probe = sa.images, job.options, job.probe
+    blocks = min(probe.blocks, n_images)
     # the uncertainty set-up the score stage reads: blocks, null pairings, seed, chunk
-    unc = np.array(
-        [blocks, job.probe.null_pairings, job.probe.seed, job.probe.batch_size], dtype=np.int64
-    )
+    unc = np.array([blocks, probe.null_pairings, probe.seed, probe.batch_size], dtype=np.int64)
     written = 0
     model_keys = extract_inputs(job.model_a, job.model_b)
     for n, key in job.layers:
-        arrays: dict[str, np.ndarray] = {}
-        for w, prefix in (("input", "in"), ("output", "out")):
+        for w in opts.sites:
             require_same_grid(sa.shape(n, w)[1:], sb.shape(n, w)[1:], f"layer {n!r} at its {w}")
-            # per-block moments (MATH.md: Uncertainty and chance); the null cross-moments
-            # only where representation metrics read (the outputs)
-            m = BlockMoments(
-                n_images,
-                blocks,
-                job.probe.null_pairings if w == "output" else 0,
-                job.probe.seed,
-                fourth=(w == "output" and opts.fourth),
-            )
-            for (xa, units), (xb, _) in zip(sa.batches(n, w), sb.batches(n, w), strict=True):
-                m.update(xa, xb, units=units)
-            arrays.update(moments_to_arrays(prefix, m.total()))
-            arrays.update(m.to_arrays(prefix))
-        arrays["w_a"], arrays["w_b"] = sa.weight(n), sb.weight(n)
-        arrays["init_var"] = np.array([sa.init_var(n), sb.init_var(n)])
+        ka, side_a = side_entry(cache, sa, job.store_a, n, blocks, opts.fourth, opts.sites)
+        kb, side_b = side_entry(cache, sb, job.store_b, n, blocks, opts.fourth, opts.sites)
+        # MATH.md: Uncertainty and chance (per-block moments, derangement nulls)
+        arrays = cross_arrays(
+            sa, sb, n, side_a, side_b, probe.null_pairings, probe.seed, opts.sites
+        )
         arrays["uncertainty"] = unc
-        if opts.activations:
-            arrays["act_a"] = np.asarray(sa.samples(n), dtype=np.float64)
-            arrays["act_b"] = np.asarray(sb.samples(n), dtype=np.float64)
-        if opts.maps:
-            arrays["map_a"] = np.asarray(sa.maps(n), dtype=np.float64)
-            arrays["map_b"] = np.asarray(sb.maps(n), dtype=np.float64)
-        meta = {"layer": n, "model_a": job.model_a.ref, "model_b": job.model_b.ref}
+        meta = {
+            "layer": n,
+            "model_a": job.model_a.ref,
+            "model_b": job.model_b.ref,
+            "model_keys": model_keys,
+            "stores": [job.store_a, job.store_b],
+            "sides": [ka, kb],
+            "activations": opts.activations,
+            "maps": opts.maps,
+        }
         cache.put_arrays("extract", key, arrays, meta, model_keys)
         written += 1
     if job.pooled_key:
@@ -464,9 +466,11 @@ def align_done(
 
 
 def run_align(job: AlignJob) -> dict[str, Any]:
+    from simbench.runner.pair_stats import read_extract
+
     _set_threads(job.threads)
     cache = Cache(job.cache_root)
-    got = cache.get_arrays("extract", job.extract_key)
+    got = read_extract(cache, job.extract_key)
     if got is None:
         raise FileNotFoundError(f"extract output {job.extract_key} is missing or corrupt")
     m_in = moments_from_arrays("in", got[0])
@@ -550,8 +554,10 @@ class _Inputs:
         self.loo_inputs: dict[Any, Any] = {}  # (align, shrinkage, cov?, block) -> B's input
 
     def arrays(self, key: str) -> dict[str, np.ndarray]:
+        from simbench.runner.pair_stats import read_extract
+
         if key not in self._arrays:
-            got = self.cache.get_arrays("extract", key)
+            got = read_extract(self.cache, key)
             if got is None:
                 raise FileNotFoundError(f"extract output {key} is missing or corrupt")
             self._arrays[key] = got[0]
