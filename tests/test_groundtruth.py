@@ -235,7 +235,9 @@ def test_invariances_fraction_of_claims_verified() -> None:
     assert us.point() == 0.5 and us.units == ["orthogonal", "permutation"]
     with pytest.raises(Exception, match="claims no invariance"):
         t.score(ctx, row_of("none"))
-    assert t.missing(ctx_of([cell()])) is not None
+    assert t.missing(ctx_of([cell()])) == (
+        "no invariance checks in the run (`invariance_checks.csv`)"
+    )
 
 
 # -- output grounding --------------------------------------------------------------------
@@ -265,7 +267,8 @@ def test_output_grounding_perfect_constant_noise() -> None:
     rows, models, data = grounding()
     ctx = ctx_of(rows, models=models, logits=data.logits, labels=data.labels)
     t = OutputGrounding()
-    assert t.missing(ctx) is None and t.missing(ctx_of(rows)) is not None
+    assert t.missing(ctx) is None
+    assert t.missing(ctx_of(rows)) == "no probe logits of the models in this run (per-model data)"
     assert check(t.score(ctx, row_of("perfect")), 1.0)[0] == pytest.approx(1.0)
     assert check(t.score(ctx, row_of("constant")), 0.5)[0] == 0.5
     p, _, _ = check(t.score(ctx, row_of("noise")), 0.5)
