@@ -24,17 +24,18 @@ Cost per pair: the cross products alone (``(1 + R)·n·d_x·d_y``), against
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from simbench.numerics.arrays import ArrayLike, as_matrix, check_paired
 from simbench.numerics.blocks import (
     BlockMoments,
-    _NullCross,
+    _CrossMoments,
     _scalar_or_array,
+    batch_units,
     block_edges,
     block_slices,
+    check_null_pairings,
     update_nulls,
 )
 from simbench.numerics.moments import Moments, cross_scatter, side_scatter
@@ -43,17 +44,6 @@ __all__ = ["CrossBlocks", "SideBlocks", "assemble", "paired_blocks"]
 
 _SIDE_H = ("aa", "pxx")  # a side's fourth-order sums (as X; Y's are named bb, pyy)
 _CROSS_H = ("ab", "pxy", "pyx")
-
-
-def _rows(X: np.ndarray, units: int | None, expected: int | None) -> tuple[int, int]:
-    rows = X.shape[0]
-    u = rows if units is None else int(units)
-    if u < 1 or rows % u:
-        raise ValueError(f"a batch of {rows} rows cannot hold {u} images of equal size")
-    per = rows // u
-    if expected is not None and per != expected:
-        raise ValueError(f"{per} rows per image; earlier batches had {expected}")
-    return u, per
 
 
 class SideBlocks:
@@ -80,7 +70,7 @@ class SideBlocks:
 
     def update(self, X: ArrayLike, units: int | None = None) -> SideBlocks:
         Xa = as_matrix(X, "X", min_rows=1)
-        u, per = _rows(Xa, units, self.per_unit)
+        u, per = batch_units(Xa.shape[0], units, self.per_unit)
         self.per_unit = per
         start, end = self._seen, self._seen + u
         if end > self.units:
@@ -148,20 +138,12 @@ class CrossBlocks:
             raise ValueError("the two sides were accumulated over different probe blocks")
         if a.fourth != b.fourth or len(a.rank_one) != len(b.rank_one):
             raise ValueError("the two sides were accumulated differently (fourth, batches)")
-        if isinstance(null_pairings, bool) or int(null_pairings) != null_pairings:
-            raise ValueError(f"null_pairings must be an integer; got {null_pairings!r}")
-        if null_pairings < 0:
-            raise ValueError(f"null_pairings must be >= 0; got {null_pairings}")
+        R = check_null_pairings(null_pairings)
         self.a, self.b = a, b
         self.seed = int(seed)
         self.fourth = a.fourth
-        B = len(a.blocks)
-        self.n = [0] * B
-        self.mean_x: list[Any] = [None] * B
-        self.mean_y: list[Any] = [None] * B
-        self.sxy: list[Any] = [None] * B
-        self.h: list[dict[str, Any]] = [{} for _ in range(B)]
-        self.nulls = [_NullCross() for _ in range(int(null_pairings))]
+        self.blocks = [_CrossMoments() for _ in a.blocks]
+        self.nulls = [_CrossMoments() for _ in range(R)]
         self._piece = 0
         self._seen = 0
         self._batches = 0
@@ -169,7 +151,7 @@ class CrossBlocks:
     def update(self, X: ArrayLike, Y: ArrayLike, units: int | None = None) -> CrossBlocks:
         Xa, Ya = as_matrix(X, "X", min_rows=1), as_matrix(Y, "Y", min_rows=1)
         check_paired(Xa, Ya)
-        u, per = _rows(Xa, units, self.a.per_unit)
+        u, per = batch_units(Xa.shape[0], units, self.a.per_unit)
         start, end = self._seen, self._seen + u
         if end > self.a.units:
             raise ValueError(f"more than the {self.a.units} declared probe images were added")
@@ -179,12 +161,18 @@ class CrossBlocks:
             Xs, Ys = Xa[sl], Ya[sl]
             mx, my = Xs.mean(axis=0), Ys.mean(axis=0)
             r1x, r1y = self.a.rank_one[self._piece], self.b.rank_one[self._piece]
-            self._merge(blk, Xs.shape[0], mx, my, cross_scatter(Xs, mx, r1x, Ys, my, r1y))
+            acc = self.blocks[blk]
+            acc.add(Xs.shape[0], mx, my, cross_scatter(Xs, mx, r1x, Ys, my, r1y))
+            if not np.isfinite(acc.sxy).all():
+                raise ValueError(
+                    "the cross moments of X and Y overflow float64: the inputs are too large "
+                    "(magnitude ~1e150 or more); divide them by a constant first"
+                )
             if self.fourth:
                 xs, ys = Xs - self.a.shift, Ys - self.b.shift
                 p, q = np.einsum("ij,ij->i", xs, xs), np.einsum("ij,ij->i", ys, ys)
                 for k, v in (("ab", p @ q), ("pxy", xs.T @ q), ("pyx", ys.T @ p)):
-                    self.h[blk][k] = self.h[blk].get(k, 0.0) + v
+                    acc.h[k] = acc.h.get(k, 0.0) + v
             self._piece += 1
         if self.nulls:
             shifts = (self.a.shift, self.b.shift) if self.fourth else None
@@ -192,34 +180,16 @@ class CrossBlocks:
         self._seen, self._batches = end, self._batches + 1
         return self
 
-    def _merge(self, b: int, nb: int, mx: np.ndarray, my: np.ndarray, xy: np.ndarray) -> None:
-        """Chan's merge of the cross term, as :meth:`Moments._merge_stats` does it."""
-        if self.n[b] == 0:
-            self.n[b], self.mean_x[b], self.mean_y[b], self.sxy[b] = nb, mx, my, xy
-            return
-        n = self.n[b] + nb
-        dx, dy = mx - self.mean_x[b], my - self.mean_y[b]
-        f = self.n[b] * nb / n
-        self.sxy[b] = self.sxy[b] + xy + f * np.outer(dx, dy)
-        self.mean_x[b] = self.mean_x[b] + dx * (nb / n)
-        self.mean_y[b] = self.mean_y[b] + dy * (nb / n)
-        self.n[b] = n
-        if not np.isfinite(self.sxy[b]).all():
-            raise ValueError(
-                "the cross moments of X and Y overflow float64: the inputs are too large "
-                "(magnitude ~1e150 or more); divide them by a constant first"
-            )
-
     def to_arrays(self) -> dict[str, np.ndarray]:
         if self._seen != self.a.units or self._piece != len(self.a.rank_one):
             raise ValueError(f"only {self._seen} of the {self.a.units} probe images were added")
         out = {
-            "sxy": np.stack(self.sxy),
+            "sxy": np.stack([acc.sxy for acc in self.blocks]),
             "meta": np.array([len(self.nulls), self.seed], dtype=np.int64),
         }
         if self.fourth:
             for k in _CROSS_H:
-                out[f"h_{k}"] = np.stack([np.asarray(h[k]) for h in self.h])
+                out[f"h_{k}"] = np.stack([np.asarray(acc.h[k]) for acc in self.blocks])
         if self.nulls:
             out["null_sxy"] = np.stack([acc.sxy for acc in self.nulls])
             if self.fourth:

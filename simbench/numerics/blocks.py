@@ -90,8 +90,10 @@ def rows_of(perm: np.ndarray, per_unit: int) -> np.ndarray:
 
 
 @dataclass
-class _NullCross:
-    """Cross-moments of one derangement (Chan's merge of the centred cross product)."""
+class _CrossMoments:
+    """Cross-moments of one pairing of X's and Y's rows: a derangement's here, a block's
+    own in :mod:`simbench.numerics.block_parts` (Chan's merge of the centred cross
+    product, as :meth:`Moments._merge_stats` merges it)."""
 
     n: int = 0
     mean_x: np.ndarray | None = None
@@ -111,6 +113,27 @@ class _NullCross:
         self.n = n
 
 
+def check_null_pairings(null_pairings: Any) -> int:
+    """``null_pairings`` as an ``int`` (``ValueError`` unless a non-negative integer)."""
+    if isinstance(null_pairings, bool) or int(null_pairings) != null_pairings:
+        raise ValueError(f"null_pairings must be an integer; got {null_pairings!r}")
+    if null_pairings < 0:
+        raise ValueError(f"null_pairings must be >= 0; got {null_pairings}")
+    return int(null_pairings)
+
+
+def batch_units(rows: int, units: int | None, per_unit: int | None) -> tuple[int, int]:
+    """``(images, rows per image)`` of a batch of ``rows`` rows holding ``units`` images
+    (default: one row each); ``per_unit``: the rows per image of earlier batches."""
+    u = rows if units is None else int(units)
+    if u < 1 or rows % u:
+        raise ValueError(f"a batch of {rows} rows cannot hold {u} images of equal size")
+    per = rows // u
+    if per_unit is not None and per != per_unit:
+        raise ValueError(f"{per} rows per image; earlier batches had {per_unit}")
+    return u, per
+
+
 def block_slices(edges: np.ndarray, start: int, end: int, per: int) -> Iterator[tuple[int, slice]]:
     """``(block, rows)`` of a batch holding images ``start .. end`` (``per`` rows each):
     the rows of the batch that fall in each block, in block order."""
@@ -121,7 +144,7 @@ def block_slices(edges: np.ndarray, start: int, end: int, per: int) -> Iterator[
 
 
 def update_nulls(
-    nulls: list[_NullCross],
+    nulls: list[_CrossMoments],
     X: np.ndarray,
     Y: np.ndarray,
     u: int,
@@ -162,17 +185,13 @@ class BlockMoments:
         seed: int = 0,
         fourth: bool = False,
     ):
-        if isinstance(null_pairings, bool) or int(null_pairings) != null_pairings:
-            raise ValueError(f"null_pairings must be an integer; got {null_pairings!r}")
-        if null_pairings < 0:
-            raise ValueError(f"null_pairings must be >= 0; got {null_pairings}")
+        self.null_pairings = check_null_pairings(null_pairings)
         self.units = int(units)
         self.edges = block_edges(self.units, blocks)
-        self.null_pairings = int(null_pairings)
         self.seed = int(seed)
         self.fourth = bool(fourth)
         self.blocks: list[Moments] = [Moments(fourth=self.fourth) for _ in range(int(blocks))]
-        self.nulls: list[_NullCross] = [_NullCross() for _ in range(self.null_pairings)]
+        self.nulls: list[_CrossMoments] = [_CrossMoments() for _ in range(self.null_pairings)]
         self.per_unit: int | None = None
         self._total: Moments | None = None
         self._seen = 0
@@ -191,15 +210,8 @@ class BlockMoments:
         """Add one batch of ``units`` images (default: one row per image); returns ``self``."""
         Xa, Ya = as_matrix(X, "X", min_rows=1), as_matrix(Y, "Y", min_rows=1)
         check_paired(Xa, Ya)
-        rows = Xa.shape[0]
-        u = rows if units is None else int(units)
-        if u < 1 or rows % u:
-            raise ValueError(f"a batch of {rows} rows cannot hold {u} images of equal size")
-        per = rows // u
-        if self.per_unit is None:
-            self.per_unit = per
-        elif per != self.per_unit:
-            raise ValueError(f"{per} rows per image; earlier batches had {self.per_unit}")
+        u, per = batch_units(Xa.shape[0], units, self.per_unit)
+        self.per_unit = per
         start, end = self._seen, self._seen + u
         if end > self.units:
             raise ValueError(f"more than the {self.units} declared probe images were added")

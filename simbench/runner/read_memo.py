@@ -58,8 +58,7 @@ class ReadMemo:
             self._items.pop(memo, None)
             return None
         if sig is not None and sig == self.signature(cache, stage, key):
-            self._items[memo] = (sig, verified, value)
-            self._evict()
+            self._keep(memo, sig, verified, value)
         return value
 
     def remember(
@@ -68,15 +67,12 @@ class ReadMemo:
         """Keep ``value``, just written as the entry ``(stage, key)`` by this process."""
         sig = self.signature(cache, stage, key)
         if sig is not None:
-            self._items[(str(cache.root), stage, key, tag)] = (sig, verified, value)
-            self._evict()
+            self._keep((str(cache.root), stage, key, tag), sig, verified, value)
 
-    def _evict(self) -> None:
+    def _keep(self, memo: tuple[str, ...], sig: tuple, verified: bool, value: Any) -> None:
+        self._items[memo] = (sig, verified, value)
         while len(self._items) > 1 and (
             len(self._items) > self.max_items
             or sum(self._size(v[2]) for v in self._items.values()) > self.max_bytes
         ):
             self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        self._items.clear()

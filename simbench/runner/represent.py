@@ -204,8 +204,7 @@ def _represent(job: RepresentJob, cache: Cache) -> dict[str, Any]:
     # the weights as the checkpoint holds them (before the forward dtype's cast; float16
     # and bfloat16 widened to float32, exactly), read back as float64
     weights = {f"w/{s.name}": _native(s.weight(net)) for s in layers}
-    net = net.to(dtype).eval()
-    layers = [{s.name: s for s in arch.layers(net)}[n] for n in job.layers]
+    net = net.to(dtype).eval()  # in place: the layer specs still name its modules
     images, labels = probe_data(probe)
     n = len(images)
     writer = _Writer(cache, job.key, n)

@@ -309,13 +309,6 @@ def probe_images(probe: ProbeConfig) -> np.ndarray:
     return probe_data(probe)[0]
 
 
-def _host(t: Any) -> Any:
-    """float64 samples for :class:`Moments`: numpy on the CPU (numpy's BLAS is much faster
-    than torch's for these small products), the tensor itself on a GPU (reduced there)."""
-    t = t.double()
-    return t.numpy() if t.device.type == "cpu" else t
-
-
 def run_extract(job: ExtractJob) -> dict[str, Any]:
     """Stream the probe set through both models; write the requested files (those that
     no concurrent run wrote while this one waited for their locks)."""
